@@ -1,0 +1,3 @@
+from scalinglab.callbacks.run_record import RunRecorder
+
+__all__ = ["RunRecorder"]

@@ -1,0 +1,171 @@
+"""Measure one training job and write its `run.json`.
+
+Parameters, bytes and forward FLOPs are measured on the built model (FLOPs by
+`torch.utils.flop_counter`, which counts matmuls and convolutions: a CNN's FLOPs per example are
+far above 2N, so 6ND would be wrong for it). Training FLOPs are 3 x forward x examples seen
+(forward + backward ~ 2x forward).
+"""
+
+import contextlib
+import math
+import platform
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from scalinglab import records
+from scalinglab.models import count_params
+
+
+def forward_flops_per_example(model: torch.nn.Module, example: torch.Tensor) -> int:
+    """FLOPs of one forward pass on one example, counted by torch's flop counter."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(example[:1])
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+class PeakMemory:
+    """Peak memory of this process during a job: CUDA max allocated, or peak RSS on CPU.
+
+    On Linux, writing 5 to /proc/self/clear_refs resets the RSS high-water mark, so each job of a
+    multirun gets its own peak rather than the process's all-time peak.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+
+    def reset(self) -> None:
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+            return
+        # Not Linux, or not permitted: the peak is then the process's peak so far.
+        with contextlib.suppress(OSError):
+            Path("/proc/self/clear_refs").write_text("5")
+
+    def peak_bytes(self) -> int | None:
+        if self.cuda:
+            return int(torch.cuda.max_memory_allocated())
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        try:
+            import resource
+
+            return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+        except ImportError:
+            return None
+
+
+class RunRecorder(pl.Callback):
+    """Measures the job, stops it on a non-finite loss, and writes `run.json` on rank 0."""
+
+    def __init__(self, output_dir: str, seed: int, config: dict | None = None,
+                 check_every_n_steps: int = 50) -> None:
+        self.output_dir, self.seed, self.config = output_dir, seed, config or {}
+        self.check_every_n_steps = check_every_n_steps
+        self.status, self.reason = "completed", None
+        self.best_val_loss = math.inf
+        self.examples_seen = 0
+        self.size: dict = {}
+        self.t0 = self.time_s = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        model, dm = pl_module.model, trainer.datamodule
+        self.memory = PeakMemory(pl_module.device)
+        self.memory.reset()
+        example = dm.x_val[:1] if dm.x_val is not None else None
+        self.size = {
+            "family": getattr(model, "family", None),
+            "depth": getattr(model, "depth", None),
+            "width": getattr(model, "width", None),
+            "params": count_params(model),
+            "param_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
+            "flops_per_example": forward_flops_per_example(model, example),
+            "train_size": len(dm.x_train),
+            "data": dm.name,
+        }
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.examples_seen += len(batch[0]) * trainer.world_size  # equal shards per rank
+        # Reading the loss forces a device sync, so check every n steps, not every step.
+        if trainer.global_step % self.check_every_n_steps == 0:
+            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+            if not torch.isfinite(loss).item():
+                self._diverge(trainer, f"non-finite training loss at step {trainer.global_step}")
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        val_loss = float(trainer.callback_metrics.get("val/loss", math.nan))
+        if not math.isfinite(val_loss):
+            self._diverge(trainer, f"non-finite validation loss at step {trainer.global_step}")
+        else:
+            self.best_val_loss = min(self.best_val_loss, val_loss)
+
+    def _diverge(self, trainer: pl.Trainer, reason: str) -> None:
+        self.status, self.reason = "diverged", reason
+        trainer.should_stop = True
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.time_s = time.perf_counter() - self.t0
+        self.write(trainer)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self.status = "failed"
+        self.reason = f"{type(exception).__name__}: {exception}".strip()
+        if self.t0 is not None:
+            self.time_s = time.perf_counter() - self.t0
+        self.write(trainer)
+
+    def record(self, trainer: pl.Trainer) -> dict:
+        metric = trainer.callback_metrics
+
+        def get(key: str) -> float | None:
+            return float(metric[key]) if key in metric else None
+
+        val_loss, train_loss = get("val/loss"), get("train_eval/loss")
+        fpe = self.size.get("flops_per_example")
+        time_s = self.time_s
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            **self.size,
+            "train_flops": 3 * fpe * self.examples_seen if fpe is not None else None,
+            "examples_seen": self.examples_seen,
+            "steps": trainer.global_step,
+            "epochs": trainer.current_epoch,
+            "seed": self.seed,
+            "val_loss": val_loss,
+            "val_acc": get("val/acc"),
+            "train_loss": train_loss,
+            "train_acc": get("train_eval/acc"),
+            "best_val_loss": self.best_val_loss if math.isfinite(self.best_val_loss) else None,
+            "train_val_gap": None if None in (val_loss, train_loss) else val_loss - train_loss,
+            "time_s": time_s,
+            "throughput": self.examples_seen / time_s if time_s else None,
+            "peak_mem_bytes": self.memory.peak_bytes() if hasattr(self, "memory") else None,
+            "world_size": trainer.world_size,
+            "strategy": type(trainer.strategy).__name__,
+            "device": str(trainer.strategy.root_device),
+            "config": self.config,
+            "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                         "lightning": pl.__version__},
+        }
+
+    def write(self, trainer: pl.Trainer) -> None:
+        if trainer.is_global_zero:
+            records.write_record(self.output_dir, self.record(trainer))

@@ -1,0 +1,78 @@
+"""Model families and their sizing. Models are plain `nn.Module`s; Lightning lives in module.py."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from scalinglab import ConfigError
+from scalinglab.models.cnn import CNN, cnn_params
+from scalinglab.models.layers import ACTIVATIONS
+from scalinglab.models.mlp import MLP, mlp_params
+
+
+@dataclass(frozen=True)
+class Family:
+    cls: type[nn.Module]
+    count: Callable[..., int]  # (input_shape, num_classes, depth, width, **kw) -> exact params
+
+
+FAMILIES = {"mlp": Family(MLP, mlp_params), "cnn": Family(CNN, cnn_params)}
+MAX_WIDTH = 1 << 20
+
+
+def solve_width(family: str, target_params: int, depth: int, input_shape, num_classes, **kw) -> int:
+    """The integer width whose exact parameter count is closest to `target_params`."""
+    count = FAMILIES[family].count
+    lo, hi = 1, MAX_WIDTH
+    while lo < hi:  # smallest width with count >= target; counts grow with width
+        mid = (lo + hi) // 2
+        if count(input_shape, num_classes, depth, mid, **kw) >= target_params:
+            hi = mid
+        else:
+            lo = mid + 1
+    candidates = [w for w in (lo - 1, lo) if w >= 1]
+    return min(candidates, key=lambda w: abs(count(input_shape, num_classes, depth, w, **kw)
+                                            - target_params))
+
+
+def build_model(
+    family: str,
+    depth: int,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    width: int | None = None,
+    target_params: int | None = None,
+    activation: str = "relu",
+    dropout: float = 0.0,
+    **family_kwargs,
+) -> nn.Module:
+    """Build `family` at `depth` x `width`, or solve the width from `target_params`.
+
+    Raises ConfigError, naming the `model.*` key, on any bad value.
+    """
+    if family not in FAMILIES:
+        raise ConfigError(f"model.family={family!r} is unknown; choose one of {sorted(FAMILIES)}")
+    if depth is None or depth < 1:
+        raise ConfigError(f"model.depth must be >= 1, got {depth}")
+    if activation not in ACTIVATIONS:
+        raise ConfigError(f"model.activation={activation!r} is unknown; "
+                          f"choose one of {sorted(ACTIVATIONS)}")
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"model.dropout must be in [0, 1), got {dropout}")
+    count_kw = {k: v for k, v in family_kwargs.items() if k == "kernel_size"}
+    if target_params is not None:
+        if target_params < 1:
+            raise ConfigError(f"model.target_params must be >= 1, got {target_params}")
+        width = solve_width(family, int(target_params), depth, input_shape, num_classes, **count_kw)
+    if width is None or width < 1:
+        raise ConfigError(f"model.width must be >= 1, got {width}")
+    model = FAMILIES[family].cls(input_shape, num_classes, depth, int(width), activation, dropout,
+                                 **family_kwargs)
+    model.family, model.depth, model.width = family, depth, int(width)
+    return model
+
+
+def count_params(model: nn.Module) -> int:
+    """Trainable parameters, counted on the built module."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,76 @@
+"""A plain CNN: `depth` conv blocks of `width` channels, global pooling, a linear head.
+
+It is 1-D for inputs shaped (channels, length) and 2-D for (channels, height, width). A block
+halves the spatial size (stride 2) while that size is above `min_size`, so deep nets on short
+MNIST-1D signals stay valid; stride changes FLOPs, never the parameter count.
+"""
+
+from torch import Tensor, nn
+
+from scalinglab.models.layers import activation
+
+
+def spatial_dims(input_shape: tuple[int, ...]) -> int:
+    """1 for a 1-D signal ((L,) or (C, L)), 2 for an image (C, H, W)."""
+    if len(input_shape) not in (1, 2, 3):
+        raise ValueError(f"CNN needs an input of 1 to 3 dims, got shape {input_shape}")
+    return 2 if len(input_shape) == 3 else 1
+
+
+def default_kernel(input_shape: tuple[int, ...]) -> int:
+    return 3 if spatial_dims(input_shape) == 2 else 5
+
+
+class CNN(nn.Module):
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        depth: int,
+        width: int,
+        activation_name: str = "relu",
+        dropout: float = 0.0,
+        kernel_size: int | None = None,
+        min_size: int = 4,
+        pool: str = "avg",
+    ) -> None:
+        super().__init__()
+        dims = spatial_dims(input_shape)
+        shape = (1, *input_shape) if len(input_shape) == 1 else input_shape
+        self.input_shape = shape
+        k = kernel_size or default_kernel(input_shape)
+        conv = nn.Conv2d if dims == 2 else nn.Conv1d
+        size, channels = min(shape[1:]), shape[0]
+        layers: list[nn.Module] = []
+        for _ in range(depth):
+            stride = 2 if size > min_size else 1
+            layers += [conv(channels, width, k, stride=stride, padding=k // 2)]
+            layers.append(activation(activation_name))
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            size = (size + 2 * (k // 2) - k) // stride + 1
+            channels = width
+        pooling = {"max": (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d),
+                   "avg": (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)}[pool][dims - 1]
+        layers += [pooling(1), nn.Flatten(), nn.Linear(width, num_classes)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x.reshape(x.shape[0], *self.input_shape))
+
+
+def cnn_params(
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    depth: int,
+    width: int,
+    kernel_size: int | None = None,
+) -> int:
+    """Exact trainable parameter count of `CNN` (conv weights + biases + head)."""
+    k = kernel_size or default_kernel(input_shape)
+    taps = k ** spatial_dims(input_shape)
+    c_in = 1 if len(input_shape) == 1 else input_shape[0]
+    first = (taps * c_in + 1) * width
+    rest = (depth - 1) * (taps * width + 1) * width
+    return first + rest + (width + 1) * num_classes
+

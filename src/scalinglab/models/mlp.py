@@ -1,0 +1,38 @@
+"""A plain multilayer perceptron: `depth` hidden layers of `width` units."""
+
+import math
+
+from torch import Tensor, nn
+
+from scalinglab.models.layers import activation
+
+
+class MLP(nn.Module):
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        depth: int,
+        width: int,
+        activation_name: str = "relu",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        fan_in = math.prod(input_shape)
+        for _ in range(depth):
+            layers += [nn.Linear(fan_in, width), activation(activation_name)]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            fan_in = width
+        layers.append(nn.Linear(fan_in, num_classes))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+def mlp_params(input_shape: tuple[int, ...], num_classes: int, depth: int, width: int) -> int:
+    """Exact trainable parameter count of `MLP` (weights + biases)."""
+    d_in = math.prod(input_shape)
+    return (d_in + 1) * width + (depth - 1) * (width + 1) * width + (width + 1) * num_classes

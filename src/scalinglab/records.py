@@ -1,0 +1,127 @@
+"""Run records: one `run.json` per job, collected into one tidy table.
+
+A table tool: it imports neither torch nor Lightning, so collecting and fitting start fast.
+
+The flat top-level keys are the contract (see README, "The run record"); `config` and
+`versions` are nested and left out of the table.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+RECORD_NAME = "run.json"
+STATUSES = ("completed", "diverged", "failed")
+NESTED = ("config", "versions")
+
+
+def _finite_or_none(value):
+    """JSON has no NaN/inf: a diverged run's non-finite metrics are written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def write_record(directory: str | os.PathLike, record: dict) -> Path:
+    """Write `record` as `directory/run.json` atomically (temp file + rename)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / RECORD_NAME
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".run.", suffix=".json.tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(_finite_or_none(record), f, indent=2, allow_nan=False, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_record(path: str | os.PathLike) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def collect(directory: str | os.PathLike) -> pd.DataFrame:
+    """Every `run.json` under `directory` as one row each, with its folder in column `path`."""
+    rows = []
+    for path in sorted(Path(directory).rglob(RECORD_NAME)):
+        record = read_record(path)
+        row = {k: v for k, v in record.items() if k not in NESTED}
+        row["path"] = str(path.parent)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def save_table(table: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Save a table as CSV, Parquet or JSONL (by suffix), atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if path.suffix == ".parquet":
+        table.to_parquet(tmp, index=False)
+    elif path.suffix in (".jsonl", ".ndjson"):
+        table.to_json(tmp, orient="records", lines=True)
+    else:
+        table.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+class SourceError(ValueError):
+    """A table source cannot be read: the message says which and why."""
+
+
+def load_table(source: str | os.PathLike) -> pd.DataFrame:
+    """A sweep directory (its run records) or a CSV / Parquet / JSONL file, as a table."""
+    path = Path(source)
+    if not path.exists():
+        raise SourceError(f"{source}: no such file or directory")
+    if path.is_dir():
+        table = collect(path)
+        if table.empty:
+            raise SourceError(f"{source}: no {RECORD_NAME} found under this directory")
+        return table
+    readers = {".csv": pd.read_csv, ".parquet": pd.read_parquet,
+               ".jsonl": lambda p: pd.read_json(p, lines=True),
+               ".ndjson": lambda p: pd.read_json(p, lines=True), ".json": pd.read_json}
+    if path.suffix not in readers:
+        raise SourceError(f"{source}: unknown table format {path.suffix!r} "
+                          f"(use {', '.join(readers)} or a sweep directory)")
+    try:
+        return readers[path.suffix](path)
+    except Exception as e:
+        raise SourceError(f"{source}: cannot read as {path.suffix}: {e}") from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`scalinglab-export SWEEP_DIR [-o runs.csv]`: collect run records into one table."""
+    p = argparse.ArgumentParser(prog="scalinglab-export", description=main.__doc__)
+    p.add_argument("source", help="a sweep or output directory holding run.json files")
+    p.add_argument("-o", "--output", default="runs.csv", help="CSV, .parquet or .jsonl path")
+    args = p.parse_args(argv)
+    if not Path(args.source).is_dir():
+        sys.exit(f"scalinglab-export: error: {args.source} is not a directory")
+    table = collect(args.source)
+    if table.empty:
+        sys.exit(f"scalinglab-export: error: no {RECORD_NAME} found under {args.source}")
+    save_table(table, args.output)
+    counts = table["status"].value_counts().to_dict() if "status" in table else {}
+    print(f"wrote {len(table)} runs {counts} to {args.output}")
+
+
+if __name__ == "__main__":
+    main()

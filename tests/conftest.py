@@ -1,0 +1,55 @@
+"""Shared fixtures: the real config composed in-process with tiny settings (fast tests), and
+environment for subprocess runs (slow tests)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = str(ROOT / "conf")
+TINY = ["trainer.max_epochs=1", "trainer.accelerator=cpu", "logger=none",
+        "trainer.enable_progress_bar=false"]
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """One generated-dataset cache for the whole session (MNIST-1D is generated once)."""
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture
+def make_cfg(tmp_path, data_dir):
+    """Compose the real `train` config with tiny settings plus `overrides`."""
+
+    def make(*overrides: str) -> DictConfig:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose("train", overrides=[*TINY, *overrides])
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(tmp_path / "run")
+            cfg.paths.data_dir = str(data_dir)
+        return cfg
+
+    return make
+
+
+@pytest.fixture
+def cli_env(data_dir, tmp_path) -> dict:
+    """Environment for subprocess runs: shared data cache, no W&B, no writes outside tmp."""
+    env = dict(os.environ)
+    env.update(SCALINGLAB_DATA_DIR=str(data_dir), WANDB_MODE="disabled",
+               WANDB_DIR=str(tmp_path), WANDB_CACHE_DIR=str(tmp_path / "wandb-cache"),
+               HYDRA_FULL_ERROR="0")
+    return env
+
+
+def run_cli(args: list[str], env: dict, cwd: Path,
+            timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run a console script the way a user would, from `cwd`."""
+    exe = Path(sys.executable).parent / args[0]
+    return subprocess.run([str(exe), *args[1:]], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)

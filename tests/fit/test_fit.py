@@ -1,0 +1,143 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scalinglab.fit import fit
+from scalinglab.fit.cli import main as fit_main
+from scalinglab.fit.laws import LAWS
+
+
+def power_offset_table(E=0.5, A=30.0, alpha=0.4, noise=0.01, seed=0, n=12, groups=("a",)):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for g in groups:
+        x = np.geomspace(1e3, 1e7, n)
+        y = (E + A * x**-alpha) * np.exp(rng.normal(0, noise, n))
+        rows += [{"family": g, "params": xi, "val_loss": yi, "status": "completed"}
+                 for xi, yi in zip(x, y, strict=True)]
+    return pd.DataFrame(rows)
+
+
+def test_power_offset_recovers_known_parameters():
+    # 1% multiplicative noise on 12 points over 4 decades: E, A, alpha within 5%/30%/10%
+    report = fit(power_offset_table(), group_by="family")
+    p = report.fits[0].params
+    assert p["E"] == pytest.approx(0.5, rel=0.05)
+    assert p["alpha"] == pytest.approx(0.4, rel=0.10)
+    assert p["A"] == pytest.approx(30.0, rel=0.30)
+    assert report.fits[0].rmse_log_fit < 0.02
+
+
+def test_noiseless_fit_is_exact_and_objective_near_zero():
+    report = fit(power_offset_table(noise=0.0))
+    f = report.fits[0]
+    assert f.params["alpha"] == pytest.approx(0.4, rel=1e-5)
+    assert f.params["E"] == pytest.approx(0.5, rel=1e-5)
+    assert f.objective < 1e-12
+
+
+def test_power_law_recovers_growth_exponent():
+    x = np.geomspace(1e3, 1e6, 10)
+    table = pd.DataFrame({"params": x, "time_s": 2e-4 * x**0.8})
+    f = fit(table, y="time_s", law="power").fits[0]
+    assert f.params["alpha"] == pytest.approx(-0.8, rel=1e-4)  # L = A x^-alpha, so alpha < 0
+
+
+def test_groups_fit_separately():
+    table = power_offset_table(groups=("mlp", "cnn"))
+    report = fit(table, group_by="family")
+    assert [f.group for f in report.fits] == [{"family": "cnn"}, {"family": "mlp"}]
+
+
+def test_holdout_rmse_matches_hand_computation():
+    table = power_offset_table(noise=0.02, seed=3)
+    report = fit(table, holdout_largest=3)
+    f = report.fits[0]
+    assert (f.n_fit, f.n_holdout) == (9, 3)
+    held = table.nlargest(3, "params")
+    pred = f.params["E"] + f.params["A"] * held["params"] ** -f.params["alpha"]
+    by_hand = np.sqrt(np.mean((np.log(held["val_loss"]) - np.log(pred)) ** 2))
+    assert f.rmse_log_holdout == pytest.approx(by_hand, rel=1e-9)
+    # a query holdout selects the same rows
+    g = fit(table, holdout=f"params > {table['params'].nlargest(4).iloc[-1]}").fits[0]
+    assert g.rmse_log_holdout == pytest.approx(by_hand, rel=1e-9)
+
+
+def test_holdout_largest_counts_distinct_x_values():
+    table = pd.concat([power_offset_table(seed=s) for s in range(2)])  # 2 seeds per size
+    f = fit(table, holdout_largest=2).fits[0]
+    assert (f.n_fit, f.n_holdout) == (20, 4)
+
+
+def test_chinchilla_recovers_joint_law():
+    rng = np.random.default_rng(1)
+    n, d = np.meshgrid(np.geomspace(1e4, 1e7, 8), np.geomspace(1e5, 1e8, 8))
+    n, d = n.ravel(), d.ravel()
+    y = (1.7 + 400 * n**-0.34 + 410 * d**-0.28) * np.exp(rng.normal(0, 0.002, n.size))
+    table = pd.DataFrame({"params": n, "examples_seen": d, "val_loss": y})
+    f = fit(table, x="params,examples_seen", law="chinchilla").fits[0]
+    assert f.params["E"] == pytest.approx(1.7, rel=0.03)
+    assert f.params["alpha"] == pytest.approx(0.34, rel=0.1)
+    assert f.params["beta"] == pytest.approx(0.28, rel=0.1)
+
+
+def test_failed_runs_are_skipped_with_a_warning():
+    table = power_offset_table()
+    table.loc[0, "status"] = "diverged"
+    table.loc[0, "val_loss"] = np.nan
+    with pytest.warns(UserWarning, match="skipping 1 run"):
+        report = fit(table)
+    assert report.fits[0].n_fit == len(table) - 1
+
+
+def write(table: pd.DataFrame, path) -> str:
+    table.to_csv(path, index=False)
+    return str(path)
+
+
+@pytest.mark.parametrize("case,args,message", [
+    ("missing file", ["nope.csv"], "no such file"),
+    ("missing column", ["{t}", "--y", "loss"], "column(s) ['loss'] not in the table"),
+    ("too few points", ["{small}"], "needs at least 4"),
+    ("non-positive y", ["{neg}"], "non-positive values"),
+    ("no completed runs", ["{failed}"], "no completed runs"),
+    ("wrong arity", ["{t}", "--law", "chinchilla"], "takes 2 x column"),
+    ("bad query", ["{t}", "--holdout", "params >>> 3"], "not a valid query"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case, args, message):
+    good = power_offset_table()
+    paths = {
+        "t": write(good, tmp_path / "t.csv"),
+        "small": write(good.head(3), tmp_path / "small.csv"),
+        "neg": write(good.assign(val_loss=-good["val_loss"]), tmp_path / "neg.csv"),
+        "failed": write(good.assign(status="failed"), tmp_path / "failed.csv"),
+    }
+    argv = [a.format(**paths) for a in args]
+    with pytest.raises(SystemExit) as exc:
+        fit_main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("scalinglab-fit: error:")
+    assert message in err[-1]
+
+
+def test_cli_json_and_outputs(tmp_path, capsys):
+    src = write(power_offset_table(groups=("mlp", "cnn")), tmp_path / "runs.csv")
+    fit_main([src, "--json", "--holdout-largest", "2", "--out", str(tmp_path / "fit")])
+    doc = json.loads(capsys.readouterr().out)
+    assert {f["group"]["family"] for f in doc["fits"]} == {"mlp", "cnn"}
+    first = doc["fits"][0]
+    assert first["law"] == "power_offset" and set(first["params"]) == {"E", "A", "alpha"}
+    assert first["n_holdout"] == 2 and first["rmse_log_holdout"] is not None
+    assert json.loads((tmp_path / "fit" / "fit.json").read_text()) == doc
+    png = tmp_path / "fit" / "fit.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert (tmp_path / "fit" / "fit.svg").exists()
+
+
+def test_every_law_has_consistent_parameter_names():
+    for law in LAWS.values():
+        theta = np.linspace(0.1, 0.5, law.n_params)
+        assert np.allclose(law.theta(law.report(theta)), theta)

@@ -1,0 +1,106 @@
+import math
+
+import pytest
+import torch
+
+from scalinglab import ConfigError
+from scalinglab.callbacks.run_record import forward_flops_per_example
+from scalinglab.models import build_model, count_params, solve_width
+
+MNIST1D = (1, 40)
+IMAGE = (3, 32, 32)
+
+
+def mlp_formula(d_in: int, classes: int, depth: int, width: int) -> int:
+    # first layer + (depth-1) hidden-to-hidden layers + head, each weights + biases
+    return d_in * width + width + (depth - 1) * (width * width + width) + width * classes + classes
+
+
+def cnn_formula(c_in: int, k: int, dims: int, classes: int, depth: int, width: int) -> int:
+    taps = k**dims
+    return (c_in * taps * width + width) + (depth - 1) * (width * taps * width + width) \
+        + width * classes + classes
+
+
+@pytest.mark.parametrize("depth,width", [(1, 1), (1, 7), (2, 64), (4, 33), (6, 128)])
+def test_mlp_params_exact(depth, width):
+    model = build_model("mlp", depth, MNIST1D, 10, width=width)
+    assert count_params(model) == mlp_formula(40, 10, depth, width)
+
+
+@pytest.mark.parametrize("depth,width", [(1, 1), (2, 8), (3, 25), (5, 64)])
+def test_cnn_1d_params_exact(depth, width):
+    model = build_model("cnn", depth, MNIST1D, 10, width=width)
+    assert count_params(model) == cnn_formula(1, 5, 1, 10, depth, width)
+
+
+@pytest.mark.parametrize("depth,width", [(1, 4), (3, 16), (4, 32)])
+def test_cnn_2d_params_exact_and_runs(depth, width):
+    model = build_model("cnn", depth, IMAGE, 10, width=width)
+    assert count_params(model) == cnn_formula(3, 3, 2, 10, depth, width)
+    assert model(torch.randn(2, *IMAGE)).shape == (2, 10)
+
+
+def test_cnn_picks_1d_or_2d_from_input_shape():
+    one_d = build_model("cnn", 2, MNIST1D, 10, width=4)
+    two_d = build_model("cnn", 2, (1, 28, 28), 10, width=4)
+    assert isinstance(one_d.net[0], torch.nn.Conv1d)
+    assert isinstance(two_d.net[0], torch.nn.Conv2d)
+
+
+@pytest.mark.parametrize("family,depth", [("mlp", 1), ("mlp", 3), ("cnn", 2), ("cnn", 4)])
+@pytest.mark.parametrize("target", [1_000, 20_000, 300_000])
+def test_target_params_solves_closest_width(family, depth, target):
+    model = build_model(family, depth, MNIST1D, 10, target_params=target)
+    actual = count_params(model)
+    w = model.width
+    # no other width comes closer to the target
+    for other in (w - 1, w + 1):
+        if other >= 1:
+            neighbour = count_params(build_model(family, depth, MNIST1D, 10, width=other))
+            assert abs(actual - target) <= abs(neighbour - target)
+    assert solve_width(family, target, depth, MNIST1D, 10) == w
+
+
+def test_flops_grow_with_width_and_depth():
+    def flops(family, depth, width):
+        model = build_model(family, depth, MNIST1D, 10, width=width)
+        return forward_flops_per_example(model, torch.randn(1, *MNIST1D))
+
+    for family in ("mlp", "cnn"):
+        assert flops(family, 2, 16) < flops(family, 2, 32) < flops(family, 2, 64)
+        assert flops(family, 1, 32) < flops(family, 2, 32) < flops(family, 4, 32)
+
+
+def test_mlp_flops_are_two_per_weight():
+    model = build_model("mlp", 3, MNIST1D, 10, width=50)
+    weights = sum(p.numel() for p in model.parameters() if p.ndim == 2)
+    assert forward_flops_per_example(model, torch.randn(1, *MNIST1D)) == 2 * weights
+
+
+def test_cnn_flops_exceed_two_per_param():
+    # a conv reuses each weight at every position, so 6ND-style 2N undercounts
+    for shape in (MNIST1D, IMAGE):
+        model = build_model("cnn", 3, shape, 10, width=32)
+        fpe = forward_flops_per_example(model, torch.randn(1, *shape))
+        assert fpe > 2 * count_params(model)
+
+
+@pytest.mark.parametrize("kwargs,key", [
+    ({"family": "transformer"}, "model.family"),
+    ({"depth": 0}, "model.depth"),
+    ({"width": 0}, "model.width"),
+    ({"activation": "swish2"}, "model.activation"),
+    ({"dropout": 1.5}, "model.dropout"),
+    ({"target_params": -5}, "model.target_params"),
+])
+def test_bad_model_values_name_the_key(kwargs, key):
+    args = {"family": "mlp", "depth": 2, "width": 8, **kwargs}
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        build_model(input_shape=MNIST1D, num_classes=10, **args)
+
+
+def test_deep_cnn_on_short_signal_stays_valid():
+    model = build_model("cnn", 8, MNIST1D, 10, width=4)
+    assert model(torch.randn(3, *MNIST1D)).shape == (3, 10)
+    assert math.isfinite(model(torch.randn(3, *MNIST1D)).sum().item())

@@ -1,0 +1,60 @@
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from scalinglab import records
+
+
+def test_write_record_is_atomic_and_json_clean(tmp_path):
+    path = records.write_record(tmp_path / "job", {"status": "diverged", "val_loss": math.nan,
+                                                  "nested": {"x": math.inf}})
+    assert path.name == "run.json"
+    data = json.loads(path.read_text())  # strict JSON: no NaN literals
+    assert data["val_loss"] is None and data["nested"]["x"] is None
+    assert [p.name for p in path.parent.iterdir()] == ["run.json"]  # no temp file left
+
+
+class Unwritable:
+    def __str__(self):
+        raise TypeError("cannot serialise")
+
+
+def test_failed_write_keeps_previous_record(tmp_path):
+    records.write_record(tmp_path, {"status": "completed", "params": 10})
+    with pytest.raises(TypeError):
+        records.write_record(tmp_path, {"status": "completed", "bad": Unwritable()})
+    assert records.read_record(tmp_path / "run.json")["params"] == 10
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
+
+
+def test_collect_and_load_table_formats(tmp_path):
+    for i, params in enumerate([100, 1000]):
+        records.write_record(tmp_path / "sweep" / str(i),
+                             {"status": "completed", "params": params, "val_loss": 1.0 / (i + 1),
+                              "config": {"a": 1}})
+    table = records.collect(tmp_path / "sweep")
+    assert list(table["params"]) == [100, 1000]
+    assert "config" not in table.columns and "path" in table.columns
+    for suffix in (".csv", ".parquet", ".jsonl"):
+        out = records.save_table(table, tmp_path / f"runs{suffix}")
+        back = records.load_table(out)
+        pd.testing.assert_series_equal(back["params"], table["params"], check_dtype=False)
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda p: p / "missing.csv", "no such file"),
+    (lambda p: (p / "empty").mkdir() or p / "empty", "no run.json"),
+    (lambda p: (p / "t.xlsx").write_text("x") and p / "t.xlsx", "unknown table format"),
+])
+def test_load_table_errors(tmp_path, make, match):
+    with pytest.raises(records.SourceError, match=match):
+        records.load_table(make(tmp_path))
+
+
+def test_export_cli_writes_csv(tmp_path, capsys):
+    records.write_record(tmp_path / "s" / "0", {"status": "completed", "params": 5})
+    records.main([str(tmp_path / "s"), "-o", str(tmp_path / "runs.csv")])
+    assert pd.read_csv(tmp_path / "runs.csv")["params"].tolist() == [5]
+    assert "wrote 1 runs" in capsys.readouterr().out

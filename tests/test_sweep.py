@@ -1,0 +1,62 @@
+"""Real multiruns launched as a user would: `scalinglab-train -m ...` in a subprocess."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from scalinglab.sweep import EXIT_PARTIAL, exit_code
+from tests.conftest import run_cli
+
+TINY = ["trainer.max_epochs=1", "data.train_size=512", "trainer.enable_progress_bar=false"]
+
+
+def test_exit_code_rules():
+    def summary(**counts):
+        full = {"completed": 0, "diverged": 0, "failed": 0, **counts}
+        return {"n_jobs": sum(full.values()), "counts": full}
+
+    assert exit_code(summary(completed=3)) == 0
+    assert exit_code(summary(completed=2, failed=1)) == EXIT_PARTIAL
+    assert exit_code(summary(completed=2, diverged=1)) == EXIT_PARTIAL
+    assert exit_code(summary(failed=2)) == 1
+    assert exit_code(summary()) == 1
+
+
+@pytest.mark.slow
+def test_multirun_writes_one_record_per_job_then_fits(tmp_path, cli_env):
+    sweep = tmp_path / "sweep"
+    result = run_cli(["scalinglab-train", "-m", "model.width=4,16,64,256", *TINY,
+                      f"hydra.sweep.dir={sweep}"], cli_env, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in jobs] == ["0", "1", "2", "3"]
+    recs = [json.loads((p / "run.json").read_text()) for p in jobs]
+    params = [r["params"] for r in recs]
+    assert params == sorted(params) and len(set(params)) == 4
+    assert all(r["status"] == "completed" for r in recs)
+    table = pd.read_csv(sweep / "runs.csv")
+    assert sorted(table["params"]) == params
+    summary = json.loads((sweep / "sweep_summary.json").read_text())
+    assert summary["counts"] == {"completed": 4, "diverged": 0, "failed": 0}
+    assert not list(tmp_path.glob("outputs")) and not list(tmp_path.glob("multirun"))
+
+    fit = run_cli(["scalinglab-fit", str(sweep), "--out", str(sweep / "fit"), "--json"],
+                  cli_env, tmp_path)
+    assert fit.returncode == 0, fit.stderr
+    doc = json.loads(fit.stdout)
+    assert doc["fits"][0]["group"] == {"family": "mlp"} and doc["fits"][0]["n_fit"] == 4
+    assert (sweep / "fit" / "fit.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_failed_job_does_not_stop_the_sweep(tmp_path, cli_env):
+    sweep = tmp_path / "sweep"
+    result = run_cli(["scalinglab-train", "-m", "model.depth=0,1", *TINY,
+                      f"hydra.sweep.dir={sweep}"], cli_env, tmp_path)
+    assert result.returncode == EXIT_PARTIAL
+    summary = json.loads((sweep / "sweep_summary.json").read_text())
+    assert summary["counts"] == {"completed": 1, "diverged": 0, "failed": 1}
+    failed = next(j for j in summary["jobs"] if j["status"] == "failed")
+    assert "model.depth must be >= 1" in failed["reason"]
+    assert json.loads((sweep / "1" / "run.json").read_text())["status"] == "completed"
