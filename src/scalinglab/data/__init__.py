@@ -1,0 +1,6 @@
+"""In-memory datamodules; each reports `input_shape` and `num_classes` so the models adapt."""
+
+from scalinglab.data.mnist1d import MNIST1D
+from scalinglab.data.synthetic import Synthetic
+
+__all__ = ["MNIST1D", "Synthetic"]

@@ -1,0 +1,29 @@
+"""Generated datasets are cached as .npz files keyed by a hash of their arguments."""
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+
+def cached_arrays(
+    cache_dir: str | os.PathLike, name: str, args: dict, make: Callable[[], dict[str, np.ndarray]]
+) -> dict[str, np.ndarray]:
+    """Load `name`'s arrays for `args` from `cache_dir`, generating and saving them once."""
+    key = hashlib.sha1(json.dumps(args, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    path = Path(cache_dir) / f"{name}-{key}.npz"
+    if path.exists():
+        with np.load(path) as f:
+            return dict(f)
+    arrays = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Atomic: parallel jobs may race to write the same cache file; a reader never sees half of it.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+    with os.fdopen(fd, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+    return arrays

@@ -1,0 +1,43 @@
+"""MNIST-1D (Greydanus 2020), generated offline and cached; the default dataset.
+
+We call `make_dataset` and never `get_dataset`: the latter tries a download with no timeout and
+pickles into the current directory.
+"""
+
+import torch
+
+from scalinglab import ConfigError
+from scalinglab.data.cache import cached_arrays
+from scalinglab.data.tensors import TensorDataModule
+
+
+class MNIST1D(TensorDataModule):
+    name = "mnist1d"
+    num_classes = 10
+
+    def __init__(self, num_samples: int = 5000, train_split: float = 0.8, seed: int = 42,
+                 length: int = 40, **kwargs) -> None:
+        if num_samples < 10:
+            raise ConfigError(f"data.num_samples must be >= 10, got {num_samples}")
+        if not 0.0 < train_split < 1.0:
+            raise ConfigError(f"data.train_split must be in (0, 1), got {train_split}")
+        self.args = {"num_samples": num_samples, "train_split": train_split, "seed": seed,
+                     "final_seq_length": length}
+        self.input_shape = (1, length)
+        self.train_pool = int(num_samples * train_split)
+        super().__init__(**kwargs)
+
+    def _make(self) -> dict:
+        from mnist1d.data import get_dataset_args, make_dataset
+
+        args = get_dataset_args()
+        for k, v in self.args.items():
+            setattr(args, k, v)
+        d = make_dataset(args)
+        return {k: d[k] for k in ("x", "y", "x_test", "y_test")}
+
+    def load(self):
+        d = cached_arrays(self.data_dir, self.name, self.args, self._make)
+        x, x_test = (torch.as_tensor(d[k], dtype=torch.float32).unsqueeze(1) for k in ("x", "x_test"))
+        y, y_test = (torch.as_tensor(d[k], dtype=torch.long) for k in ("y", "y_test"))
+        return x, y, x_test, y_test

@@ -1,0 +1,64 @@
+"""A teacher-student task: a fixed random teacher network labels Gaussian inputs.
+
+Samples are unlimited, so `train_size` is the data axis with no ceiling; the teacher depends only
+on `teacher_seed`, the sampled inputs on `seed`.
+"""
+
+import torch
+
+from scalinglab import ConfigError
+from scalinglab.data.cache import cached_arrays
+from scalinglab.data.tensors import TensorDataModule
+
+
+CHUNK = 4096
+
+
+class Synthetic(TensorDataModule):
+    name = "synthetic"
+    train_pool = None
+
+    def __init__(self, input_dim: int = 32, num_classes: int = 10, teacher_width: int = 64,
+                 val_size: int = 2000, teacher_seed: int = 0, seed: int = 1,
+                 label_noise: float = 0.0, train_size: int = 10000, **kwargs) -> None:
+        for key, value in (("input_dim", input_dim), ("num_classes", num_classes),
+                           ("teacher_width", teacher_width), ("val_size", val_size)):
+            if value < 1:
+                raise ConfigError(f"data.{key} must be >= 1, got {value}")
+        if num_classes < 2:
+            raise ConfigError(f"data.num_classes must be >= 2, got {num_classes}")
+        if not 0.0 <= label_noise <= 1.0:
+            raise ConfigError(f"data.label_noise must be in [0, 1], got {label_noise}")
+        if train_size is None:
+            raise ConfigError("data.train_size must be set for data=synthetic (samples are unlimited)")
+        self.input_shape, self.num_classes = (input_dim,), num_classes
+        self.args = {"input_dim": input_dim, "num_classes": num_classes,
+                     "teacher_width": teacher_width, "teacher_seed": teacher_seed, "seed": seed,
+                     "label_noise": label_noise, "n": train_size + val_size}
+        self.val_size = val_size
+        super().__init__(train_size=train_size, **kwargs)
+
+    def _make(self) -> dict:
+        a = self.args
+        g = torch.Generator().manual_seed(a["teacher_seed"])
+        w1 = torch.randn(a["input_dim"], a["teacher_width"], generator=g) / a["input_dim"] ** 0.5
+        w2 = torch.randn(a["teacher_width"], a["num_classes"], generator=g) / a["teacher_width"] ** 0.5
+        # Inputs come in fixed-size chunks, each seeded by (seed, chunk), so a larger dataset
+        # extends a smaller one: nested train sizes share their first examples.
+        chunks = []
+        for i in range(-(-a["n"] // CHUNK)):
+            g = torch.Generator().manual_seed(a["seed"] * 1_000_003 + i)
+            xc = torch.randn(CHUNK, a["input_dim"], generator=g)
+            yc = (torch.tanh(xc @ w1) @ w2).argmax(1)
+            flip = torch.rand(CHUNK, generator=g) < a["label_noise"]
+            yc[flip] = torch.randint(a["num_classes"], (int(flip.sum()),), generator=g)
+            chunks.append((xc, yc))
+        x = torch.cat([c[0] for c in chunks])[: a["n"]]
+        y = torch.cat([c[1] for c in chunks])[: a["n"]]
+        return {"x": x.numpy(), "y": y.numpy()}
+
+    def load(self):
+        d = cached_arrays(self.data_dir, self.name, self.args, self._make)
+        x, y = torch.as_tensor(d["x"]), torch.as_tensor(d["y"], dtype=torch.long)
+        v = self.val_size
+        return x[v:], y[v:], x[:v], y[:v]

@@ -1,0 +1,121 @@
+"""Datasets that fit in memory, kept as tensors on the training device.
+
+Batches come from a per-epoch random permutation: no workers, no per-sample collation. Under
+DDP each rank takes a disjoint, equal shard of every epoch's permutation (as DistributedSampler
+does); the configured batch size is GLOBAL and is split evenly across ranks. The last partial
+global batch of an epoch is dropped, so every rank runs the same number of steps.
+"""
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+
+from scalinglab import ConfigError
+
+
+class DeviceBatches:
+    """An epoch iterator over tensors already on the device."""
+
+    def __init__(self, x: Tensor, y: Tensor, batch_size: int, shuffle: bool, seed: int = 0,
+                 rank: int = 0, world_size: int = 1) -> None:
+        self.x, self.y = x, y
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        if self.shuffle:  # training: drop the last partial global batch
+            return len(self.x) // (self.batch_size * self.world_size)
+        return -(-len(self.x) // self.batch_size)
+
+    def __iter__(self):
+        n = len(self.x)
+        if self.shuffle:
+            # Same permutation on every rank (seeded by epoch); each rank takes its stride.
+            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(n, generator=g).to(self.x.device)
+            self.epoch += 1
+            steps = len(self)
+            order = order[: steps * self.batch_size * self.world_size]
+            order = order.view(steps, self.world_size, self.batch_size)[:, self.rank]
+            for idx in order:
+                yield self.x[idx], self.y[idx]
+        else:
+            for i in range(0, n, self.batch_size):
+                yield self.x[i : i + self.batch_size], self.y[i : i + self.batch_size]
+
+
+class TensorDataModule(pl.LightningDataModule):
+    """Base for in-memory datasets. Subclasses set `input_shape`, `num_classes`, `train_pool`
+    (how many training examples exist) and implement `load()`."""
+
+    name = "tensors"
+    input_shape: tuple[int, ...]
+    num_classes: int
+    train_pool: int | None  # None: unlimited (generated on demand)
+
+    def __init__(self, batch_size: int = 128, train_size: int | None = None,
+                 eval_batch_size: int = 1024, subset_seed: int = 0,
+                 data_dir: str = "data") -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
+        if train_size is not None and train_size < 1:
+            raise ConfigError(f"data.train_size must be >= 1, got {train_size}")
+        if train_size is not None and self.train_pool is not None and train_size > self.train_pool:
+            raise ConfigError(f"data.train_size={train_size} is larger than the "
+                              f"{self.train_pool} training examples of {self.name}")
+        self.batch_size, self.train_size = batch_size, train_size
+        self.eval_batch_size, self.subset_seed, self.data_dir = eval_batch_size, subset_seed, data_dir
+        self.x_train = self.y_train = self.x_val = self.y_val = None
+
+    def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Return (x_train, y_train, x_val, y_val) as CPU tensors."""
+        raise NotImplementedError
+
+    def prepare_data(self) -> None:
+        self.load()  # generates and caches once, on rank 0, before the ranks set up
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.x_train is not None:
+            return
+        x_train, y_train, x_val, y_val = self.load()
+        if self.train_size is not None:
+            # A fixed permutation, independent of the training seed: for one subset_seed, a
+            # smaller train_size is always a subset of a larger one (nested data axis).
+            g = torch.Generator().manual_seed(self.subset_seed)
+            keep = torch.randperm(len(x_train), generator=g)[: self.train_size]
+            x_train, y_train = x_train[keep], y_train[keep]
+        device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
+        self.x_train, self.y_train = x_train.to(device), y_train.to(device)
+        self.x_val, self.y_val = x_val.to(device), y_val.to(device)
+
+    @property
+    def world_size(self) -> int:
+        return self.trainer.world_size if self.trainer else 1
+
+    def per_rank_batch(self) -> int:
+        if self.batch_size % self.world_size:
+            raise ConfigError(f"data.batch_size={self.batch_size} is global and must divide "
+                              f"evenly across {self.world_size} processes")
+        return self.batch_size // self.world_size
+
+    def train_dataloader(self) -> DeviceBatches:
+        rank = self.trainer.global_rank if self.trainer else 0
+        seed = torch.initial_seed() % (2**31)  # follows seed_everything(cfg.seed)
+        batches = DeviceBatches(self.x_train, self.y_train, self.per_rank_batch(), True, seed,
+                                rank, self.world_size)
+        if len(batches) == 0:
+            raise ConfigError(f"data.batch_size={self.batch_size} is larger than the "
+                              f"{len(self.x_train)} training examples")
+        return batches
+
+    def val_dataloader(self) -> list[DeviceBatches]:
+        # Two loaders: held-out data, and as many training examples evaluated the same way,
+        # so the train-val gap compares like with like (eval mode, no dropout).
+        # Under DDP each rank evaluates its own strided shard; the metrics reduce across ranks.
+        n = min(len(self.x_train), len(self.x_val))
+        r, w = (self.trainer.global_rank if self.trainer else 0), self.world_size
+        return [DeviceBatches(self.x_val[r::w], self.y_val[r::w], self.eval_batch_size, False),
+                DeviceBatches(self.x_train[:n][r::w], self.y_train[:n][r::w],
+                              self.eval_batch_size, False)]

@@ -1,0 +1,75 @@
+import pytest
+import torch
+
+from scalinglab import ConfigError
+from scalinglab.data import MNIST1D, Synthetic
+from scalinglab.data.tensors import DeviceBatches
+
+
+def test_mnist1d_standard_split_and_cache(data_dir):
+    dm = MNIST1D(data_dir=str(data_dir))
+    dm.setup()
+    assert dm.input_shape == (1, 40) and dm.num_classes == 10
+    assert dm.x_train.shape == (4000, 1, 40) and dm.x_val.shape == (1000, 1, 40)
+    assert set(dm.y_train.unique().tolist()) == set(range(10))
+    cached = list(data_dir.glob("mnist1d-*.npz"))
+    assert len(cached) == 1
+    # A second datamodule reads the cache instead of regenerating it.
+    mtime = cached[0].stat().st_mtime_ns
+    again = MNIST1D(data_dir=str(data_dir))
+    again.setup()
+    assert cached[0].stat().st_mtime_ns == mtime
+    assert torch.equal(again.x_train, dm.x_train)
+
+
+def test_train_size_subsets_are_nested(data_dir):
+    small, large = MNIST1D(train_size=500, data_dir=str(data_dir)), MNIST1D(
+        train_size=2000, data_dir=str(data_dir))
+    small.setup()
+    large.setup()
+    assert len(small.x_train) == 500 and len(large.x_train) == 2000
+    rows_large = {tuple(r.tolist()) for r in large.x_train.flatten(1)}
+    assert all(tuple(r.tolist()) in rows_large for r in small.x_train.flatten(1))
+
+
+def test_train_size_larger_than_data_is_a_config_error(data_dir):
+    with pytest.raises(ConfigError, match=r"data\.train_size=5000 .* 4000"):
+        MNIST1D(train_size=5000, data_dir=str(data_dir))
+
+
+def test_synthetic_is_seeded_nested_and_teacher_labelled(data_dir):
+    a = Synthetic(train_size=3000, input_dim=8, num_classes=4, data_dir=str(data_dir))
+    b = Synthetic(train_size=6000, input_dim=8, num_classes=4, data_dir=str(data_dir))
+    a.setup()
+    b.setup()
+    assert a.input_shape == (8,) and a.num_classes == 4
+    assert torch.equal(a.x_val, b.x_val)  # same held-out set for every train size
+    rows_b = {tuple(r.tolist()) for r in b.x_train}
+    assert all(tuple(r.tolist()) in rows_b for r in a.x_train)
+    # every class appears; labels are a deterministic function of the inputs
+    assert set(a.y_train.tolist()) == set(range(4))
+    c = Synthetic(train_size=3000, input_dim=8, num_classes=4, data_dir=str(data_dir))
+    c.setup()
+    assert torch.equal(c.y_train.sort().values, a.y_train.sort().values)
+
+
+def test_device_batches_shard_disjointly_across_ranks():
+    x = torch.arange(103).float()
+    y = torch.arange(103)
+    seen = []
+    for rank in range(2):
+        batches = DeviceBatches(x, y, batch_size=5, shuffle=True, seed=7, rank=rank, world_size=2)
+        assert len(batches) == 103 // 10
+        seen.append(torch.cat([b[1] for b in batches]))
+    assert len(seen[0]) == len(seen[1]) == 50
+    assert not set(seen[0].tolist()) & set(seen[1].tolist())
+    # a new epoch draws a new permutation
+    batches = DeviceBatches(x, y, batch_size=5, shuffle=True, seed=7)
+    first, second = (torch.cat([b[1] for b in batches]) for _ in range(2))
+    assert not torch.equal(first, second)
+
+
+def test_eval_batches_cover_everything_once():
+    x = torch.arange(23).float()
+    got = torch.cat([b[0] for b in DeviceBatches(x, x.long(), 10, shuffle=False)])
+    assert torch.equal(got, x)
