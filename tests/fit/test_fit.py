@@ -141,3 +141,74 @@ def test_every_law_has_consistent_parameter_names():
     for law in LAWS.values():
         theta = np.linspace(0.1, 0.5, law.n_params)
         assert np.allclose(law.theta(law.report(theta)), theta)
+
+
+def test_frontier_envelope_and_isoflop_minimum():
+    from scalinglab.fit.frontier import compute_frontier
+
+    # Three IsoFLOP budgets, 5 sizes each; the loss is a parabola in log N around N* = C^0.5.
+    rows = []
+    for c in (1e12, 1e14, 1e16):
+        n_star = c**0.5
+        for n in n_star * np.array([0.1, 0.3, 1.0, 3.0, 10.0]):
+            rows.append({"train_flops": c, "params": n,
+                         "val_loss": 1 + 0.1 * np.log(n / n_star) ** 2 + 10 / np.log(c)})
+    front = compute_frontier(pd.DataFrame(rows))
+    assert len(front.isoflops) == 3
+    for b in front.isoflops:
+        assert b["N_opt"] == pytest.approx(b["C"] ** 0.5, rel=1e-6)
+    assert front.isoflop_exponent == pytest.approx(0.5, rel=1e-6)
+    losses = [e["loss"] for e in front.envelope]
+    assert losses == sorted(losses, reverse=True)  # the envelope only goes down with compute
+
+
+def test_cli_bootstrap_target_budget_and_frontier(tmp_path, capsys):
+    n, d = (g.ravel() for g in np.meshgrid(np.geomspace(1e6, 1e9, 5), np.geomspace(1e8, 1e11, 5)))
+    y = 1.7 + 400 * n**-0.34 + 400 * d**-0.28
+    table = pd.DataFrame({"model params": n, "tokens": d, "loss": y, "train_flops": 6 * n * d})
+    src = write(table, tmp_path / "runs.csv")
+    fit_main([src, "--x", "model params,tokens", "--y", "loss", "--law", "chinchilla",
+              "--bootstrap", "20", "--budget", "1e20,1e22", "--target", "2.0", "--frontier",
+              "--compute", "train_flops", "--json", "--out", str(tmp_path / "out")])
+    doc = json.loads(capsys.readouterr().out)
+    f = doc["fits"][0]
+    expected = {"a", "b", "G", "N_opt@1e+20", "D_opt@1e+22", "target_x", "target_N"}
+    assert set(f["derived"]) >= expected
+    assert set(f["ci"]) >= {"E", "alpha", "a", "N_opt@1e+20", "target_x"}
+    assert "frontier" in doc and doc["frontier"]["envelope"]
+    for name in ("fit", "residuals", "frontier"):
+        assert (tmp_path / "out" / f"{name}.png").stat().st_size > 5000
+        assert (tmp_path / "out" / f"{name}.svg").exists()
+
+
+def test_cli_prints_unreachable_target(tmp_path, capsys):
+    src = write(power_offset_table(), tmp_path / "t.csv")
+    fit_main([src, "--target", "0.3"])  # below E = 0.5
+    assert "unreachable" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("case,extra,message", [
+    ("constant x", "constant", "is constant"),
+    ("holdout leaves too few", "holdout", "after holding out"),
+    ("unknown law", "law", "invalid choice"),
+])
+def test_cli_more_bad_input(tmp_path, capsys, case, extra, message):
+    good = power_offset_table()
+    if extra == "constant":
+        args = [write(good.assign(params=1000.0), tmp_path / "c.csv")]
+    elif extra == "holdout":
+        args = [write(good, tmp_path / "t.csv"), "--holdout-largest", "10"]
+    else:
+        args = [write(good, tmp_path / "t.csv"), "--law", "cubic"]
+    with pytest.raises(SystemExit) as exc:
+        fit_main(args)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_nan_rows_are_dropped_with_a_count():
+    table = power_offset_table()
+    table.loc[[1, 2], "val_loss"] = np.nan
+    with pytest.warns(UserWarning, match="dropping 2 row"):
+        f = fit(table).fits[0]
+    assert f.n_fit == len(table) - 2

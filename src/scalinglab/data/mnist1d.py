@@ -38,6 +38,8 @@ class MNIST1D(TensorDataModule):
 
     def load(self):
         d = cached_arrays(self.data_dir, self.name, self.args, self._make)
-        x, x_test = (torch.as_tensor(d[k], dtype=torch.float32).unsqueeze(1) for k in ("x", "x_test"))
+        # (N, 40) signals -> (N, 1, 40): one channel, channel-first like every input here
+        x, x_test = (torch.as_tensor(d[k], dtype=torch.float32).unsqueeze(1)
+                     for k in ("x", "x_test"))
         y, y_test = (torch.as_tensor(d[k], dtype=torch.long) for k in ("y", "y_test"))
         return x, y, x_test, y_test

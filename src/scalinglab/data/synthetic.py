@@ -10,7 +10,6 @@ from scalinglab import ConfigError
 from scalinglab.data.cache import cached_arrays
 from scalinglab.data.tensors import TensorDataModule
 
-
 CHUNK = 4096
 
 
@@ -30,7 +29,8 @@ class Synthetic(TensorDataModule):
         if not 0.0 <= label_noise <= 1.0:
             raise ConfigError(f"data.label_noise must be in [0, 1], got {label_noise}")
         if train_size is None:
-            raise ConfigError("data.train_size must be set for data=synthetic (samples are unlimited)")
+            raise ConfigError("data.train_size must be set for data=synthetic "
+                              "(its samples are unlimited)")
         self.input_shape, self.num_classes = (input_dim,), num_classes
         self.args = {"input_dim": input_dim, "num_classes": num_classes,
                      "teacher_width": teacher_width, "teacher_seed": teacher_seed, "seed": seed,
@@ -41,8 +41,9 @@ class Synthetic(TensorDataModule):
     def _make(self) -> dict:
         a = self.args
         g = torch.Generator().manual_seed(a["teacher_seed"])
-        w1 = torch.randn(a["input_dim"], a["teacher_width"], generator=g) / a["input_dim"] ** 0.5
-        w2 = torch.randn(a["teacher_width"], a["num_classes"], generator=g) / a["teacher_width"] ** 0.5
+        d, h, c = a["input_dim"], a["teacher_width"], a["num_classes"]
+        w1 = torch.randn(d, h, generator=g) / d**0.5
+        w2 = torch.randn(h, c, generator=g) / h**0.5
         # Inputs come in fixed-size chunks, each seeded by (seed, chunk), so a larger dataset
         # extends a smaller one: nested train sizes share their first examples.
         chunks = []

@@ -66,7 +66,8 @@ class TensorDataModule(pl.LightningDataModule):
             raise ConfigError(f"data.train_size={train_size} is larger than the "
                               f"{self.train_pool} training examples of {self.name}")
         self.batch_size, self.train_size = batch_size, train_size
-        self.eval_batch_size, self.subset_seed, self.data_dir = eval_batch_size, subset_seed, data_dir
+        self.eval_batch_size, self.subset_seed = eval_batch_size, subset_seed
+        self.data_dir = data_dir
         self.x_train = self.y_train = self.x_val = self.y_val = None
 
     def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:

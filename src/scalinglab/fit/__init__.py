@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from scalinglab.fit.bootstrap import percentile_intervals, resample_fits
+from scalinglab.fit.derived import derive
 from scalinglab.fit.laws import LAWS, Law
 from scalinglab.fit.optimize import minimize_law
 
@@ -31,15 +33,19 @@ class GroupFit:
     rmse_log_holdout: float | None
     x: list[str] = field(default_factory=list)
     y: str = ""
+    derived: dict[str, float | None] = field(default_factory=dict)
+    ci: dict[str, list[float] | None] | None = None
+    selection: dict | None = None
+    samples: list[dict] = field(default_factory=list, repr=False)  # bootstrap refits
 
-    def predict(self, xs: np.ndarray) -> np.ndarray:
+    def predict(self, xs: np.ndarray, params: dict[str, float] | None = None) -> np.ndarray:
         """Predicted y at x values, shape (n_x, n) or (n,) for one-column laws."""
         law = LAWS[self.law]
         logx = np.log(np.atleast_2d(np.asarray(xs, dtype=float)))
-        return np.exp(law.log_predict(law.theta(self.params), logx))
+        return np.exp(law.log_predict(law.theta(params or self.params), logx))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "samples"}
 
 
 @dataclass
@@ -113,6 +119,57 @@ def _rmse(residuals: np.ndarray) -> float | None:
     return float(np.sqrt(np.mean(residuals**2))) if len(residuals) else None
 
 
+def aicc(rmse: float, n: int, k: int) -> float:
+    """Small-sample Akaike criterion from the RMSE of n log residuals, k parameters."""
+    rss = max(n * rmse**2, 1e-300)
+    penalty = 2 * k * (k + 1) / (n - k - 1) if n - k - 1 > 0 else np.inf
+    return n * np.log(rss / n) + 2 * k + penalty
+
+
+def flops_per_param_per_example(table: pd.DataFrame) -> float:
+    """The sweep's measured k in C = k N D: median of train_flops / (params x examples_seen)."""
+    cols = ["train_flops", "params", "examples_seen"]
+    if any(c not in table.columns for c in cols):
+        raise FitError(f"--flops-per-param measured needs columns {cols}")
+    k = (table["train_flops"] / (table["params"] * table["examples_seen"])).dropna()
+    if k.empty:
+        raise FitError("--flops-per-param measured: no rows with train_flops")
+    return float(k.median())
+
+
+def _fit_one(spec: Law, train: pd.DataFrame, test: pd.DataFrame, xs: list[str], y: str,
+             delta: float) -> tuple[GroupFit, np.ndarray]:
+    logx = np.log(train[xs].to_numpy(float).T)
+    logy = np.log(train[y].to_numpy(float))
+    opt = minimize_law(spec, logx, logy, delta=delta)
+    resid = logy - spec.log_predict(opt.theta, logx)
+    held = np.array([])
+    if len(test):
+        held = np.log(test[y].to_numpy(float)) - spec.log_predict(
+            opt.theta, np.log(test[xs].to_numpy(float).T))
+    result = GroupFit(group={}, law=spec.name, params=spec.report(opt.theta),
+                      objective=opt.objective, n_fit=len(train), rmse_log_fit=_rmse(resid),
+                      n_holdout=len(test), rmse_log_holdout=_rmse(held),
+                      x=xs, y=y)
+    return result, opt.theta
+
+
+def _choose(candidates: dict[str, tuple[GroupFit, np.ndarray]], train_n: int) -> dict:
+    """Pick a law: lowest holdout error when there is a holdout, else lowest AICc."""
+    by_holdout = all(f.rmse_log_holdout is not None for f, _ in candidates.values())
+    if by_holdout:
+        scores = {name: f.rmse_log_holdout for name, (f, _) in candidates.items()}
+        criterion = "rmse_log_holdout"
+    else:
+        scores = {name: aicc(f.rmse_log_fit, train_n, LAWS[name].n_params)
+                  for name, (f, _) in candidates.items()}
+        criterion = "aicc"
+    chosen = min(scores, key=scores.get)
+    ranked = ", ".join(f"{k}={v:.4g}" for k, v in sorted(scores.items(), key=lambda kv: kv[1]))
+    reason = f"{chosen} has the lowest {criterion} ({ranked})"
+    return {"criterion": criterion, "scores": scores, "chosen": chosen, "reason": reason}
+
+
 def fit(
     table: pd.DataFrame,
     x: str | Sequence[str] = "params",
@@ -122,17 +179,31 @@ def fit(
     holdout_largest: int = 0,
     holdout: str | None = None,
     delta: float = 1e-3,
+    bootstrap: int = 0,
+    seed: int = 0,
+    ci: float = 0.95,
+    target: float | None = None,
+    budgets: Sequence[float] | None = None,
+    flops_per_param: float | str = 6.0,
 ) -> FitReport:
-    """Fit `law` to y(x) in each group; see the README for the law forms."""
+    """Fit `law` to y(x) in each group. `law="auto"` picks among the laws that take as many
+    x columns as given. See the README ("Fitting") for the laws and outputs."""
     xs, groups = _as_list(x), _as_list(group_by)
-    if law not in LAWS:
-        raise FitError(f"unknown law {law!r}; choose one of {sorted(LAWS)}")
-    spec: Law = LAWS[law]
-    if len(xs) != spec.n_x:
-        raise FitError(f"law {law!r} takes {spec.n_x} x column(s), got {xs}")
+    if law != "auto" and law not in LAWS:
+        raise FitError(f"unknown law {law!r}; choose one of {sorted(LAWS)} or 'auto'")
+    names = [n for n, spec in LAWS.items() if spec.n_x == len(xs)] if law == "auto" else [law]
+    if not names or (law != "auto" and LAWS[law].n_x != len(xs)):
+        need = LAWS[law].n_x if law != "auto" else "1 or 2"
+        raise FitError(f"law {law!r} takes {need} x column(s), got {xs}")
     if holdout_largest < 0:
         raise FitError(f"--holdout-largest must be >= 0, got {holdout_largest}")
+    if bootstrap < 0 or not 0 < ci < 1:
+        raise FitError(f"need --bootstrap >= 0 and 0 < --ci < 1, got {bootstrap}, {ci}")
+    if target is not None and target <= 0:
+        raise FitError(f"--target must be positive, got {target}")
     data = prepare(table, xs, y, groups)
+    k = (flops_per_param_per_example(data) if flops_per_param == "measured"
+         else float(flops_per_param))
     data["_group"] = (data[groups].astype(str).agg("/".join, axis=1) if groups
                       else pd.Series("all", index=data.index))
     data["_holdout"] = mark_holdout(data, xs[0], data["_group"], holdout_largest, holdout)
@@ -141,21 +212,32 @@ def fit(
     for key, rows in data.groupby("_group", sort=True):
         train, test = rows[~rows["_holdout"]], rows[rows["_holdout"]]
         where = f"group {key!r}" if groups else "the table"
-        if len(train) < spec.n_params + 1:
-            raise FitError(f"{where} has {len(train)} point(s) to fit; law {law!r} needs at "
-                           f"least {spec.n_params + 1} ({spec.n_params} parameters + 1)")
         for col in xs:
             if train[col].nunique() < 2:
                 raise FitError(f"{where}: column {col!r} is constant; nothing to fit against")
+        usable = [n for n in names if len(train) >= LAWS[n].n_params + 1]
+        if not usable:
+            need = min(LAWS[n].n_params for n in names) + 1
+            held = f" after holding out {len(test)}" if len(test) else ""
+            raise FitError(f"{where} has {len(train)} point(s) to fit{held}; law {law!r} needs "
+                           f"at least {need} (parameters + 1)")
+        candidates = {n: _fit_one(LAWS[n], train, test, xs, y, delta) for n in usable}
+        selection = _choose(candidates, len(train)) if law == "auto" else None
+        result, theta = candidates[selection["chosen"] if selection else usable[0]]
+        spec = LAWS[result.law]
+        result.group = (dict(zip(groups, rows[groups].iloc[0].tolist(), strict=True))
+                        if groups else {})
+        result.selection = selection
         logx = np.log(train[xs].to_numpy(float).T)
-        logy = np.log(train[y].to_numpy(float))
-        opt = minimize_law(spec, logx, logy, delta=delta)
-        resid = logy - spec.log_predict(opt.theta, logx)
-        logx_h = np.log(test[xs].to_numpy(float).T)
-        pred_h = spec.log_predict(opt.theta, logx_h) if len(test) else np.array([])
-        group = dict(zip(groups, rows[groups].iloc[0].tolist(), strict=True)) if groups else {}
-        fits.append(GroupFit(
-            group=group, law=law, params=spec.report(opt.theta), objective=opt.objective,
-            n_fit=len(train), rmse_log_fit=_rmse(resid), n_holdout=len(test),
-            rmse_log_holdout=_rmse(np.log(test[y].to_numpy(float)) - pred_h), x=xs, y=y))
+
+        def derive_fn(params, spec=spec, logx=logx):
+            return derive(spec, params, logx, target, list(budgets or []), k)
+
+        result.derived = derive_fn(result.params)
+        if bootstrap:
+            clusters = train.groupby(xs, sort=False).ngroup().to_numpy()
+            result.samples = resample_fits(spec, logx, np.log(train[y].to_numpy(float)),
+                                           clusters, bootstrap, seed, delta, theta, derive_fn)
+            result.ci = percentile_intervals(result.samples, ci)
+        fits.append(result)
     return FitReport(fits, data)

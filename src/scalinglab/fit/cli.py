@@ -14,46 +14,103 @@ from scalinglab.fit.laws import LAWS
 from scalinglab.records import SourceError, load_table
 
 
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="scalinglab-fit", description=__doc__)
     p.add_argument("source",
                    help="a sweep directory (its run.json records) or a CSV/Parquet/JSONL file")
     p.add_argument("--x", default="params", help="x column(s), comma-separated (default: params)")
     p.add_argument("--y", default="val_loss", help="y column (default: val_loss)")
-    p.add_argument("--law", default="power_offset", choices=sorted(LAWS))
+    p.add_argument("--law", default="power_offset", choices=[*sorted(LAWS), "auto"])
     p.add_argument("--group-by", default=None,
-                   help="columns to fit separately (default: family, when present)")
+                   help="columns to fit separately (default: family, when present; '' for none)")
     p.add_argument("--holdout-largest", type=int, default=0, metavar="K",
-                   help="hold out the K largest x values per group and report their error")
+                   help="hold out the K largest values of the first x column per group")
     p.add_argument("--holdout", default=None, metavar="EXPR",
                    help="hold out the rows this pandas query selects, e.g. 'params > 1e5'")
     p.add_argument("--delta", type=float, default=1e-3, help="Huber delta on log residuals")
-    p.add_argument("--out", default=None, help="write fit.json and fit.png/.svg here")
+    p.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                   help="N resamples of whole configurations for percentile intervals")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--ci", type=float, default=0.95, help="interval level (default 0.95)")
+    p.add_argument("--target", type=float, default=None, metavar="LOSS",
+                   help="predict the x (or, for chinchilla, the compute) that reaches this y")
+    p.add_argument("--budget", type=_floats, default=None, metavar="C1,C2",
+                   help="compute budgets for the chinchilla allocation table")
+    p.add_argument("--flops-per-param", default="6", metavar="K|measured",
+                   help="k in C = k N D (6 for dense layers); 'measured' takes the sweep's own")
+    p.add_argument("--frontier", action="store_true",
+                   help="also the compute frontier (envelope and IsoFLOP) from --compute")
+    p.add_argument("--compute", default="train_flops", help="compute column for --frontier")
+    p.add_argument("--out", default=None, help="write fit.json and plots (PNG + SVG) here")
     p.add_argument("--json", action="store_true", help="print one JSON document to stdout")
     return p.parse_args(argv)
 
 
-def print_table(report: FitReport, console: Console) -> None:
-    first = report.fits[0]
-    names = list(first.params)
-    table = Table(title=f"{first.law}: {first.y} vs {', '.join(first.x)}")
-    for col in ("group", *names, "n_fit", "rmse_log_fit", "n_holdout", "rmse_log_holdout"):
-        table.add_column(col, justify="right")
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.4g}"
+
+
+def print_report(report: FitReport, console: Console) -> None:
     for f in report.fits:
-        hold = "-" if f.rmse_log_holdout is None else f"{f.rmse_log_holdout:.4f}"
-        table.add_row("/".join(map(str, f.group.values())) or "all",
-                      *(f"{f.params[n]:.4g}" for n in names), str(f.n_fit),
-                      f"{f.rmse_log_fit:.4f}", str(f.n_holdout), hold)
-    console.print(table)
+        title = f"{_label(f)}: {f.law} ({LAWS[f.law].formula}), {f.y} vs {', '.join(f.x)}"
+        table = Table(title=title, title_justify="left")
+        for col in ("quantity", "value", *(["interval"] if f.ci else [])):
+            table.add_column(col, justify="right")
+        quantities = {**f.params, **f.derived}
+        for name, value in quantities.items():
+            value_text = "unreachable" if name == "target_x" and value is None else _fmt(value)
+            row = [name, value_text]
+            if f.ci:
+                interval = f.ci.get(name)
+                row.append("-" if interval is None else f"[{interval[0]:.4g}, {interval[1]:.4g}]")
+            table.add_row(*row)
+        console.print(table)
+        hold = "" if f.rmse_log_holdout is None else (
+            f", rmse_log_holdout {f.rmse_log_holdout:.4f} on {f.n_holdout} held out")
+        console.print(f"  n_fit {f.n_fit}, objective {f.objective:.4g}, "
+                      f"rmse_log_fit {f.rmse_log_fit:.4f}{hold}")
+        if f.selection:
+            console.print(f"  law auto: {f.selection['reason']}")
 
 
-def run(args: argparse.Namespace) -> FitReport:
-    table = load_table(args.source)
+def _label(f) -> str:
+    return "/".join(map(str, f.group.values())) or "all"
+
+
+def run(args: argparse.Namespace, table) -> FitReport:
     group_by = args.group_by
     if group_by is None and "family" in table.columns:
         group_by = "family"
+    k = args.flops_per_param
+    if k != "measured":
+        try:
+            k = float(k)
+        except ValueError:
+            raise FitError(f"--flops-per-param must be a number or 'measured', got {k!r}") from None
     return fit(table, x=args.x, y=args.y, law=args.law, group_by=group_by or None,
-               holdout_largest=args.holdout_largest, holdout=args.holdout, delta=args.delta)
+               holdout_largest=args.holdout_largest, holdout=args.holdout, delta=args.delta,
+               bootstrap=args.bootstrap, seed=args.seed, ci=args.ci, target=args.target,
+               budgets=args.budget, flops_per_param=k)
+
+
+def _frontier(args, table):
+    from scalinglab.fit.frontier import compute_frontier
+
+    missing = [c for c in (args.compute, args.x.split(",")[0], args.y) if c not in table.columns]
+    if missing:
+        raise FitError(f"--frontier needs column(s) {missing}")
+    rows = table[table["status"] == "completed"] if "status" in table.columns else table
+    return compute_frontier(rows, args.compute, args.x.split(",")[0], args.y), rows
+
+
+def _write_json(path: Path, doc: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2))
+    tmp.replace(path)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,25 +118,34 @@ def main(argv: list[str] | None = None) -> None:
     console = Console(stderr=args.json, width=None if sys.stdout.isatty() else 120)
     warnings.showwarning = lambda msg, *a, **k: console.print(f"[yellow]warning:[/] {msg}")
     try:
-        report = run(args)
+        table = load_table(args.source)
+        report = run(args, table)
+        frontier, frontier_rows = _frontier(args, table) if args.frontier else (None, None)
     except (FitError, SourceError) as e:
         print(f"scalinglab-fit: error: {e}", file=sys.stderr)
         sys.exit(2)
+    doc = report.to_dict()
+    if frontier is not None:
+        doc["frontier"] = frontier.to_dict()
+    if args.json:
+        print(json.dumps(doc))
+    else:
+        print_report(report, console)
+        if frontier is not None:
+            console.print(f"frontier: N ~ C^{_fmt(frontier.envelope_exponent)} along the envelope"
+                          f" ({len(frontier.envelope)} runs); IsoFLOP budgets: "
+                          f"{len(frontier.isoflops)}, N_opt ~ C^{_fmt(frontier.isoflop_exponent)}")
     if args.out:
-        from scalinglab.fit.plots import plot_fits
+        from scalinglab.fit.plots import plot_fits, plot_frontier, plot_residuals
 
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        tmp = out / ".fit.json.tmp"
-        tmp.write_text(json.dumps(report.to_dict(), indent=2))
-        tmp.replace(out / "fit.json")
-        plots = plot_fits(report, out / "fit")
-    if args.json:
-        print(json.dumps(report.to_dict()))
-    else:
-        print_table(report, console)
-    if args.out:
-        console.print(f"fit: {out / 'fit.json'}  plot: {', '.join(map(str, plots))}")
+        _write_json(out / "fit.json", doc)
+        files = plot_fits(report, out / "fit") + plot_residuals(report, out / "residuals")
+        if frontier is not None:
+            files += plot_frontier(frontier, frontier_rows, out / "frontier", args.compute,
+                                   args.x.split(",")[0], args.y)
+        console.print(f"fit: {out / 'fit.json'}  plots: {', '.join(p.name for p in files)}")
 
 
 if __name__ == "__main__":

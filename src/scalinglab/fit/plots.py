@@ -1,4 +1,5 @@
-"""Log-log plots of runs and fitted laws (matplotlib, no display needed)."""
+"""Plots of fits (PNG and SVG, one file each): the data and fitted curves with bootstrap
+bands, the residuals, and the compute frontier. matplotlib with no display."""
 
 from pathlib import Path
 
@@ -8,45 +9,99 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from scalinglab.fit import FitReport  # noqa: E402
+from scalinglab.fit import FitReport, GroupFit  # noqa: E402
+from scalinglab.fit.frontier import Frontier  # noqa: E402
 
 EXTEND = 10.0  # draw each curve this factor past the largest x, to show the extrapolation
 
 
-def plot_fits(report: FitReport, path: str | Path, title: str | None = None) -> list[Path]:
-    """Points (held-out ones hollow), fitted curves (dashed past the data); PNG and SVG."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), constrained_layout=True)
-    data = report.data
-    for i, f in enumerate(report.fits):
-        color = f"C{i}"
-        x0 = f.x[0]
-        label = "/".join(map(str, f.group.values())) or "all"
-        rows = data[data["_group"] == (label if f.group else "all")]
-        train, test = rows[~rows["_holdout"]], rows[rows["_holdout"]]
-        ax.scatter(train[x0], train[f.y], color=color, s=22, zorder=3)
-        if len(test):
-            ax.scatter(test[x0], test[f.y], facecolors="none", edgecolors=color, s=40, zorder=3,
-                       label=f"{label} held out")
-        if len(f.x) == 1:
-            lo, hi = rows[x0].min(), rows[x0].max()
-            xs_in = np.geomspace(lo, train[x0].max(), 100)
-            xs_out = np.geomspace(train[x0].max(), hi * EXTEND, 100)
-            params = ", ".join(f"{k}={v:.3g}" for k, v in f.params.items())
-            ax.plot(xs_in, f.predict(xs_in), color=color, label=f"{label}: {params}")
-            ax.plot(xs_out, f.predict(xs_out), color=color, ls="--")
-        else:  # a joint law: predictions at the runs' own coordinates
-            pred = f.predict(rows[f.x].to_numpy(float).T)
-            ax.scatter(rows[x0], pred, marker="x", color=color, label=f"{label}: fit")
-        if "E" in f.params:
-            ax.axhline(f.params["E"], color=color, lw=0.8, ls=":")
-    ax.set(xscale="log", yscale="log", xlabel=report.fits[0].x[0], ylabel=report.fits[0].y,
-           title=title or f"{report.fits[0].law} fit")
-    ax.legend(fontsize=7)
-    ax.grid(True, which="both", alpha=0.25)
-    path = Path(path)
+def _save(fig, path: Path) -> list[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     out = [path.with_suffix(".png"), path.with_suffix(".svg")]
     for p in out:
         fig.savefig(p, dpi=150)
     plt.close(fig)
     return out
+
+
+def _label(f: GroupFit) -> str:
+    return "/".join(map(str, f.group.values())) or "all"
+
+
+def _rows(report: FitReport, f: GroupFit):
+    return report.data[report.data["_group"] == _label(f)]
+
+
+def _band(f: GroupFit, xs: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    curves = np.array([f.predict(xs, {k: s[k] for k in f.params}) for s in f.samples])
+    q = (1 - level) / 2
+    return np.nanquantile(curves, q, axis=0), np.nanquantile(curves, 1 - q, axis=0)
+
+
+def plot_fits(report: FitReport, path: str | Path, title: str | None = None) -> list[Path]:
+    """Points (held-out ones hollow), fitted curves (dashed past the fitted data), bands."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), constrained_layout=True)
+    for i, f in enumerate(report.fits):
+        color, x0, label = f"C{i}", f.x[0], _label(f)
+        rows = _rows(report, f)
+        train, test = rows[~rows["_holdout"]], rows[rows["_holdout"]]
+        ax.scatter(train[x0], train[f.y], color=color, s=22, zorder=3)
+        if len(test):
+            ax.scatter(test[x0], test[f.y], facecolors="none", edgecolors=color, s=44, zorder=3,
+                       label=f"{label}: held out")
+        if len(f.x) == 1:
+            last = train[x0].max()
+            xs_in = np.geomspace(rows[x0].min(), last, 100)
+            xs_out = np.geomspace(last, rows[x0].max() * EXTEND, 100)
+            params = ", ".join(f"{k}={v:.3g}" for k, v in f.params.items())
+            ax.plot(xs_in, f.predict(xs_in), color=color, label=f"{label} {f.law}: {params}")
+            ax.plot(xs_out, f.predict(xs_out), color=color, ls="--")
+            if f.samples:
+                xs = np.concatenate([xs_in, xs_out])
+                ax.fill_between(xs, *_band(f, xs), color=color, alpha=0.2, lw=0)
+        else:  # a joint law: its predictions at the runs' own coordinates
+            pred = f.predict(rows[f.x].to_numpy(float).T)
+            ax.scatter(rows[x0], pred, marker="x", color=color, label=f"{label}: {f.law} fit")
+        if "E" in f.params:
+            ax.axhline(f.params["E"], color=color, lw=0.8, ls=":")
+    first = report.fits[0]
+    ax.set(xscale="log", yscale="log", xlabel=first.x[0], ylabel=first.y,
+           title=title or f"{first.y} vs {first.x[0]}")
+    ax.legend(fontsize=7)
+    ax.grid(True, which="both", alpha=0.25)
+    return _save(fig, Path(path))
+
+
+def plot_residuals(report: FitReport, path: str | Path) -> list[Path]:
+    """log y - log y_hat against x: structure here means the law's form is wrong."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.2), constrained_layout=True)
+    for i, f in enumerate(report.fits):
+        rows = _rows(report, f)
+        resid = np.log(rows[f.y]) - np.log(f.predict(rows[f.x].to_numpy(float).T))
+        held = rows["_holdout"].to_numpy()
+        ax.scatter(rows[f.x[0]][~held], resid[~held], color=f"C{i}", s=18, label=_label(f))
+        ax.scatter(rows[f.x[0]][held], resid[held], facecolors="none", edgecolors=f"C{i}", s=40)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set(xscale="log", xlabel=report.fits[0].x[0], ylabel="log residual", title="residuals")
+    ax.legend(fontsize=7)
+    ax.grid(True, which="both", alpha=0.25)
+    return _save(fig, Path(path))
+
+
+def plot_frontier(frontier: Frontier, table, path: str | Path, compute: str = "train_flops",
+                  size: str = "params", y: str = "val_loss") -> list[Path]:
+    """Loss vs compute for every run (coloured by size), the envelope, the IsoFLOP minima."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), constrained_layout=True)
+    points = ax.scatter(table[compute], table[y], c=np.log10(table[size]), cmap="viridis", s=20)
+    fig.colorbar(points, ax=ax, label=f"log10 {size}")
+    env = frontier.envelope
+    ax.plot([e["C"] for e in env], [e["loss"] for e in env], color="k", lw=1.2,
+            label="lowest-loss envelope")
+    for b in frontier.isoflops:
+        ax.scatter([b["C"]], [b["loss_opt"]], marker="*", s=120, color="C3", zorder=4)
+    if frontier.isoflops:
+        ax.scatter([], [], marker="*", s=120, color="C3", label="IsoFLOP minimum")
+    ax.set(xscale="log", yscale="log", xlabel=compute, ylabel=y, title="compute frontier")
+    ax.legend(fontsize=7)
+    ax.grid(True, which="both", alpha=0.25)
+    return _save(fig, Path(path))
