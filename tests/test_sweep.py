@@ -1,6 +1,7 @@
 """Real multiruns launched as a user would: `scalinglab-train -m ...` in a subprocess."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -29,11 +30,13 @@ def test_multirun_writes_one_record_per_job_then_fits(tmp_path, cli_env):
     result = run_cli(["scalinglab-train", "-m", "model.width=4,16,64,256", *TINY,
                       f"hydra.sweep.dir={sweep}"], cli_env, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
-    assert [p.name for p in jobs] == ["0", "1", "2", "3"]
-    recs = [json.loads((p / "run.json").read_text()) for p in jobs]
+    jobs = [p for p in sweep.iterdir() if p.is_dir()]
+    assert len(jobs) == 4
+    recs = sorted((json.loads((p / "run.json").read_text()) for p in jobs),
+                  key=lambda r: r["width"])
     params = [r["params"] for r in recs]
-    assert params == sorted(params) and len(set(params)) == 4
+    assert params == sorted(params) and len(set(params)) == 4  # params grow with width
+    assert {p.name for p in jobs} == {r["job"] for r in recs}  # dirs named by job identity
     assert all(r["status"] == "completed" for r in recs)
     table = pd.read_csv(sweep / "runs.csv")
     assert sorted(table["params"]) == params
@@ -59,4 +62,37 @@ def test_failed_job_does_not_stop_the_sweep(tmp_path, cli_env):
     assert summary["counts"] == {"completed": 1, "diverged": 0, "failed": 1}
     failed = next(j for j in summary["jobs"] if j["status"] == "failed")
     assert "model.depth must be >= 1" in failed["reason"]
-    assert json.loads((sweep / "1" / "run.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_failed_and_diverged_jobs_leave_the_others_intact(tmp_path, cli_env):
+    # lr 1e12 diverges; a batch larger than the data fails at run time (in the dataloader)
+    sweep = tmp_path / "sweep"
+    result = run_cli(["scalinglab-train", "-m", "module.lr=1e-2,1e12", "data.batch_size=128,4096",
+                      "trainer.log_every_n_steps=1", *TINY, f"hydra.sweep.dir={sweep}"],
+                     cli_env, tmp_path)
+    assert result.returncode == EXIT_PARTIAL
+    summary = json.loads((sweep / "sweep_summary.json").read_text())
+    assert summary["counts"] == {"completed": 1, "diverged": 1, "failed": 2}
+    by_status = {j["status"]: j for j in summary["jobs"]}
+    assert "non-finite" in by_status["diverged"]["reason"]
+    assert "data.batch_size=4096" in by_status["failed"]["reason"]
+    done = json.loads((Path(by_status["completed"]["path"]) / "run.json").read_text())
+    assert done["val_loss"] > 0 and done["config"]["module"]["lr"] == 1e-2
+    assert "3 failed" not in result.stdout and "1 diverged" in result.stdout
+
+
+@pytest.mark.slow
+def test_rerunning_a_finished_sweep_trains_nothing(tmp_path, cli_env):
+    sweep = tmp_path / "sweep"
+    args = ["scalinglab-train", "-m", "model.width=4,16", *TINY, f"hydra.sweep.dir={sweep}"]
+    assert run_cli(args, cli_env, tmp_path).returncode == 0
+    stamps = {p: p.stat().st_mtime_ns for p in sweep.glob("*/run.json")}
+    again = run_cli(args, cli_env, tmp_path)
+    assert again.returncode == 0
+    assert again.stdout.count("skipping") + again.stderr.count("skipping") == 2
+    assert "Epoch" not in again.stderr and "completed: mlp" not in again.stdout + again.stderr
+    assert {p: p.stat().st_mtime_ns for p in sweep.glob("*/run.json")} == stamps
+    forced = run_cli([*args, "force=true"], cli_env, tmp_path)
+    assert forced.returncode == 0
+    assert all(p.stat().st_mtime_ns > stamps[p] for p in stamps)

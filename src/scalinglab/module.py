@@ -61,6 +61,20 @@ class Classifier(pl.LightningModule):
             loss.reset()
             acc.reset()
 
+    # The RNG state travels with checkpoints so that a resumed run draws the same dropout masks
+    # as an uninterrupted one (Lightning does not save it).
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["rng_state"] = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["rng_state"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("rng_state")
+        if state:
+            torch.set_rng_state(state["cpu"])
+            if "cuda" in state and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda"])
+
     def configure_optimizers(self):
         decay = [p for p in self.parameters() if p.ndim >= 2]  # no weight decay on biases
         no_decay = [p for p in self.parameters() if p.ndim < 2]

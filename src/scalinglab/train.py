@@ -2,9 +2,12 @@
 
 The recipe: seed -> data -> model -> LightningModule -> callbacks, loggers -> trainer -> fit.
 The RunRecorder callback measures the job and writes `run.json` into its output directory.
+A job whose run.json already says completed with the same identity is skipped; an unfinished
+one resumes from its `checkpoints/last.ckpt`.
 """
 
 import logging
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -16,9 +19,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from scalinglab import ConfigError, records
+from scalinglab.identity import identity, job_name, register_resolver
 
 log = logging.getLogger("scalinglab")
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+register_resolver()
 
 
 def _unwrap(error: BaseException) -> BaseException:
@@ -31,6 +36,7 @@ def _unwrap(error: BaseException) -> BaseException:
 def build(cfg: DictConfig, output_dir: str):
     """Instantiate everything a run needs, validating the config before any training."""
     import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 
     from scalinglab.callbacks import RunRecorder
 
@@ -40,11 +46,20 @@ def build(cfg: DictConfig, output_dir: str):
                                         num_classes=datamodule.num_classes)
         module = hydra.utils.instantiate(cfg.module, model=model,
                                          num_classes=datamodule.num_classes)
-        recorder = RunRecorder(output_dir, seed=cfg.seed,
+        recorder = RunRecorder(output_dir, seed=cfg.seed, job={"identity": identity(cfg),
+                                                               "job": job_name(cfg)},
                                config=OmegaConf.to_container(cfg, resolve=True),
                                check_every_n_steps=cfg.trainer.log_every_n_steps)
-        callbacks = [recorder, *(hydra.utils.instantiate(c)
-                                 for c in (cfg.get("callbacks") or {}).values())]
+        # Run management, not configuration: the job's own checkpoints, saved periodically
+        # (last.ckpt) and when training is interrupted (interrupted.ckpt: SIGTERM, Ctrl-C, an
+        # exception; Lightning deletes it again when a run ends normally), for re-runs to resume.
+        ckpt_dir = Path(output_dir) / "checkpoints"
+        # save_top_k=1 keeps only the newest epoch file; last.ckpt is a link to it.
+        checkpoints = [ModelCheckpoint(dirpath=ckpt_dir, save_last="link", save_top_k=1,
+                                       every_n_epochs=cfg.checkpoint.every_n_epochs),
+                       OnExceptionCheckpoint(dirpath=ckpt_dir, filename="interrupted")]
+        callbacks = [recorder, *checkpoints, *(hydra.utils.instantiate(c)
+                                               for c in (cfg.get("callbacks") or {}).values())]
         loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
         trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks,
                                                       logger=loggers or False)
@@ -61,31 +76,65 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
     # We log on our own cadence (module.log_every_n_steps), so short epochs are fine.
     warnings.filterwarnings("ignore", message="The number of training batches .* logging interval")
+    # DeviceBatches derives its position from the global step, so mid-epoch resumes are exact.
+    warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
+
+
+def latest_checkpoint(output_dir: str) -> Path | None:
+    """The newer of the job's periodic and interrupt checkpoints, if any."""
+    found = [p for p in (Path(output_dir) / "checkpoints").glob("*.ckpt")
+             if p.stem in ("last", "interrupted")]
+    return max(found, key=lambda p: p.stat().st_mtime_ns, default=None)
 
 
 def train(cfg: DictConfig, output_dir: str) -> dict:
-    """Train one configuration and return its run record."""
+    """Train one configuration (resuming its checkpoint, if any) and return its run record."""
     import lightning.pytorch as pl
 
     _quiet_lightning()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, module, trainer, recorder = build(cfg, output_dir)
-    trainer.fit(module, datamodule=datamodule)
+    if cfg.force and trainer.is_global_zero:  # start over: Lightning would resume last.ckpt
+        shutil.rmtree(Path(output_dir) / "checkpoints", ignore_errors=True)
+    resume = None if cfg.force else latest_checkpoint(output_dir)
+    if resume:
+        log.info("resuming from %s", resume)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume))
+    else:
+        trainer.fit(module, datamodule=datamodule)
     record = recorder.record(trainer)
-    log.info("%s: %s params=%s val_loss=%s val_acc=%s time=%.1fs", record["status"],
-             record["family"], record["params"], record["val_loss"], record["val_acc"],
-             record["time_s"] or 0.0)
+    if trainer.is_global_zero:
+        log.info("%s: %s params=%s val_loss=%s val_acc=%s time=%.1fs", record["status"],
+                 record["family"], record["params"], record["val_loss"], record["val_acc"],
+                 record["time_s"] or 0.0)
     return record
+
+
+def interrupted(error: BaseException) -> bool:
+    """Lightning raises its SIGTERMException (a SystemExit) when the job gets SIGTERM."""
+    return type(error).__name__ == "SIGTERMException"
+
+
+def completed_before(cfg: DictConfig, output_dir: str) -> dict | None:
+    """The job's record if it already completed with this identity (and force is off)."""
+    path = Path(output_dir) / records.RECORD_NAME
+    if cfg.force or not path.exists():
+        return None
+    previous = records.read_record(path)
+    same = previous.get("identity") == identity(cfg)
+    return previous if previous.get("status") == "completed" and same else None
 
 
 def _record_failure(cfg: DictConfig, output_dir: str, error: BaseException) -> None:
     """A job that failed before its recorder could write still leaves a record saying why."""
-    if (Path(output_dir) / records.RECORD_NAME).exists():
-        return
+    path = Path(output_dir) / records.RECORD_NAME
+    if path.exists() and records.read_record(path).get("identity") == identity(cfg):
+        return  # the recorder wrote it
     records.write_record(output_dir, {
         "status": "failed", "reason": f"{type(error).__name__}: {error}",
         "family": cfg.model.get("family"), "depth": cfg.model.get("depth"),
         "width": cfg.model.get("width"), "seed": cfg.get("seed"),
+        "identity": identity(cfg), "job": job_name(cfg),
         "config": OmegaConf.to_container(cfg, resolve=False)})
 
 
@@ -94,8 +143,25 @@ def main(cfg: DictConfig) -> dict | None:
     hydra_cfg = HydraConfig.get()
     output_dir = hydra_cfg.runtime.output_dir
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    n_jobs = hydra_cfg.launcher.get("n_jobs")
+    if multirun and "Joblib" in hydra_cfg.launcher.get("_target_", "") and n_jobs:
+        from scalinglab.parallel import configure_worker
+
+        share = configure_worker(hydra_cfg.sweep.dir, n_jobs)
+        log.info("worker slot %(slot)d: %(threads)d threads, GPUs %(gpus)s", share)
+    previous = completed_before(cfg, output_dir)
+    if previous is not None:
+        log.info("skipping %s: already completed with the same config (force=true retrains)",
+                 job_name(cfg))
+        return previous
     try:
         return train(cfg, output_dir)
+    except SystemExit as stop:
+        if not interrupted(stop):
+            raise
+        log.warning("interrupted by SIGTERM: checkpoint saved in %s/checkpoints; "
+                    "run the same command again to resume", output_dir)
+        sys.exit(143)  # 128 + SIGTERM, as a shell reports a terminated process
     except Exception as error:
         _record_failure(cfg, output_dir, error)
         if isinstance(error, ConfigError):
@@ -109,6 +175,9 @@ def main(cfg: DictConfig) -> dict | None:
         # In a multirun, a failed job is recorded and the sweep goes on; the sweep summary
         # reports it at the end and sets the exit code.
         return None
+    finally:
+        if "scalinglab.ddp" in sys.modules:  # only when a DDP strategy was built
+            sys.modules["scalinglab.ddp"].end_job()
 
 
 if __name__ == "__main__":

@@ -70,15 +70,24 @@ class PeakMemory:
 class RunRecorder(pl.Callback):
     """Measures the job, stops it on a non-finite loss, and writes `run.json` on rank 0."""
 
-    def __init__(self, output_dir: str, seed: int, config: dict | None = None,
-                 check_every_n_steps: int = 50) -> None:
+    def __init__(self, output_dir: str, seed: int, job: dict | None = None,
+                 config: dict | None = None, check_every_n_steps: int = 50) -> None:
         self.output_dir, self.seed, self.config = output_dir, seed, config or {}
+        self.job = job or {}  # identity and readable job name
         self.check_every_n_steps = check_every_n_steps
         self.status, self.reason = "completed", None
         self.best_val_loss = math.inf
-        self.examples_seen = 0
         self.size: dict = {}
         self.t0 = self.time_s = None
+        self.time_before = 0.0  # training time of earlier attempts, restored from a checkpoint
+
+    # Saved in checkpoints, so a resumed job reports its whole training time and best loss.
+    def state_dict(self) -> dict:
+        elapsed = time.perf_counter() - self.t0 if self.t0 is not None else 0.0
+        return {"time_s": self.time_before + elapsed, "best_val_loss": self.best_val_loss}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.time_before, self.best_val_loss = state["time_s"], state["best_val_loss"]
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         model, dm = pl_module.model, trainer.datamodule
@@ -100,7 +109,6 @@ class RunRecorder(pl.Callback):
         self.t0 = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.examples_seen += len(batch[0]) * trainer.world_size  # equal shards per rank
         # Reading the loss forces a device sync, so check every n steps, not every step.
         if trainer.global_step % self.check_every_n_steps == 0:
             loss = outputs["loss"] if isinstance(outputs, dict) else outputs
@@ -121,14 +129,17 @@ class RunRecorder(pl.Callback):
         trainer.should_stop = True
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.time_s = time.perf_counter() - self.t0
+        self.time_s = self.time_before + time.perf_counter() - self.t0
         self.write(trainer)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         self.status = "failed"
-        self.reason = f"{type(exception).__name__}: {exception}".strip()
+        self.reason = f"{type(exception).__name__}: {exception}".strip(": ")
+        if isinstance(exception, KeyboardInterrupt | SystemExit):  # Ctrl-C, SIGTERM
+            self.reason = (f"interrupted ({type(exception).__name__}); a checkpoint was saved "
+                           "in checkpoints/ and a re-run resumes from it")
         if self.t0 is not None:
-            self.time_s = time.perf_counter() - self.t0
+            self.time_s = self.time_before + time.perf_counter() - self.t0
         self.write(trainer)
 
     def record(self, trainer: pl.Trainer) -> dict:
@@ -140,12 +151,15 @@ class RunRecorder(pl.Callback):
         val_loss, train_loss = get("val/loss"), get("train_eval/loss")
         fpe = self.size.get("flops_per_example")
         time_s = self.time_s
+        # Every step consumes one GLOBAL batch (equal shards, last partial batch dropped).
+        examples_seen = trainer.global_step * trainer.datamodule.batch_size
         return {
             "status": self.status,
             "reason": self.reason,
+            **self.job,
             **self.size,
-            "train_flops": 3 * fpe * self.examples_seen if fpe is not None else None,
-            "examples_seen": self.examples_seen,
+            "train_flops": 3 * fpe * examples_seen if fpe is not None else None,
+            "examples_seen": examples_seen,
             "steps": trainer.global_step,
             "epochs": trainer.current_epoch,
             "seed": self.seed,
@@ -156,7 +170,7 @@ class RunRecorder(pl.Callback):
             "best_val_loss": self.best_val_loss if math.isfinite(self.best_val_loss) else None,
             "train_val_gap": None if None in (val_loss, train_loss) else val_loss - train_loss,
             "time_s": time_s,
-            "throughput": self.examples_seen / time_s if time_s else None,
+            "throughput": examples_seen / time_s if time_s else None,
             "peak_mem_bytes": self.memory.peak_bytes() if hasattr(self, "memory") else None,
             "world_size": trainer.world_size,
             "strategy": type(trainer.strategy).__name__,

@@ -6,6 +6,8 @@ does); the configured batch size is GLOBAL and is split evenly across ranks. The
 global batch of an epoch is dropped, so every rank runs the same number of steps.
 """
 
+from collections.abc import Callable
+
 import lightning.pytorch as pl
 import torch
 from torch import Tensor
@@ -14,14 +16,20 @@ from scalinglab import ConfigError
 
 
 class DeviceBatches:
-    """An epoch iterator over tensors already on the device."""
+    """An epoch iterator over tensors already on the device.
+
+    Every epoch has exactly `len(self)` steps, so the global step says where training is: a
+    run resumed from any checkpoint, even mid-epoch, continues with exactly the batches it
+    would have seen. `step_fn` gives that step (the trainer's); without it, epochs count up.
+    """
 
     def __init__(self, x: Tensor, y: Tensor, batch_size: int, shuffle: bool, seed: int = 0,
-                 rank: int = 0, world_size: int = 1) -> None:
+                 rank: int = 0, world_size: int = 1,
+                 step_fn: Callable[[], int] | None = None) -> None:
         self.x, self.y = x, y
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.rank, self.world_size = rank, world_size
-        self.epoch = 0
+        self.step_fn, self.epochs_started = step_fn, 0
 
     def __len__(self) -> int:
         if self.shuffle:  # training: drop the last partial global batch
@@ -31,13 +39,17 @@ class DeviceBatches:
     def __iter__(self):
         n = len(self.x)
         if self.shuffle:
-            # Same permutation on every rank (seeded by epoch); each rank takes its stride.
-            g = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(n, generator=g).to(self.x.device)
-            self.epoch += 1
             steps = len(self)
+            if self.step_fn is not None:  # runs at the first next(), after any checkpoint restore
+                epoch, start = divmod(self.step_fn(), steps)
+            else:
+                epoch, start = self.epochs_started, 0
+                self.epochs_started += 1
+            # Same permutation on every rank (seeded by epoch); each rank takes its stride.
+            g = torch.Generator().manual_seed(self.seed + epoch)
+            order = torch.randperm(n, generator=g).to(self.x.device)
             order = order[: steps * self.batch_size * self.world_size]
-            order = order.view(steps, self.world_size, self.batch_size)[:, self.rank]
+            order = order.view(steps, self.world_size, self.batch_size)[start:, self.rank]
             for idx in order:
                 yield self.x[idx], self.y[idx]
         else:
@@ -104,8 +116,9 @@ class TensorDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DeviceBatches:
         rank = self.trainer.global_rank if self.trainer else 0
         seed = torch.initial_seed() % (2**31)  # follows seed_everything(cfg.seed)
+        step_fn = (lambda: self.trainer.global_step) if self.trainer else None
         batches = DeviceBatches(self.x_train, self.y_train, self.per_rank_batch(), True, seed,
-                                rank, self.world_size)
+                                rank, self.world_size, step_fn)
         if len(batches) == 0:
             raise ConfigError(f"data.batch_size={self.batch_size} is larger than the "
                               f"{len(self.x_train)} training examples")
