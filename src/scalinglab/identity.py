@@ -37,19 +37,24 @@ def identity(cfg: DictConfig) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def job_name(cfg: DictConfig) -> str:
-    """A readable, stable job name, e.g. `mlp-d2-w128-s0-3fa2c1d09b7e`."""
+def run_name(cfg: DictConfig) -> str:
+    """A readable name from the size settings, e.g. `mlp-d2-w128-s0` (not unique)."""
     model, data = cfg.get("model", {}), cfg.get("data", {})
     size = (f"n{model.get('target_params'):g}" if model.get("target_params") is not None
             else f"w{model.get('width')}")
     parts = [str(model.get("family", "model")), f"d{model.get('depth')}", size]
     if data.get("train_size") is not None:
         parts.append(f"D{data.get('train_size')}")
-    parts += [f"s{cfg.get('seed')}", identity(cfg)]
-    return "-".join(parts)
+    return "-".join([*parts, f"s{cfg.get('seed')}"])
+
+
+def job_name(cfg: DictConfig) -> str:
+    """A readable, stable, unique job name, e.g. `mlp-d2-w128-s0-3fa2c1d09b7e`."""
+    return f"{run_name(cfg)}-{identity(cfg)}"
 
 
 def register_resolver() -> None:
-    """`${job_name:}` in hydra.sweep.subdir: the job's directory, named by its identity."""
-    if not OmegaConf.has_resolver("job_name"):
-        OmegaConf.register_new_resolver("job_name", lambda *, _root_: job_name(_root_))
+    """`${job_name:}` (the sweep subdir) and `${run_name:}` (the W&B run name)."""
+    for name, fn in (("job_name", job_name), ("run_name", run_name)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, lambda *, _root_, fn=fn: fn(_root_))

@@ -12,6 +12,7 @@ import math
 import os
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -85,15 +86,43 @@ class SourceError(ValueError):
     """A table source cannot be read: the message says which and why."""
 
 
-def load_table(source: str | os.PathLike) -> pd.DataFrame:
-    """A sweep directory (its run records) or a CSV / Parquet / JSONL file, as a table."""
+def _from_wandb(rows: list[dict], skipped: dict, source: str) -> pd.DataFrame:
+    if skipped:
+        reasons = ", ".join(f"{n} {reason}" for reason, n in skipped.items())
+        warnings.warn(f"{source}: kept {len(rows)} finished run(s), skipped "
+                      f"{sum(skipped.values())} ({reasons})", stacklevel=3)
+    if not rows:
+        raise SourceError(f"{source}: no finished W&B training runs")
+    table = pd.DataFrame(rows)
+    table["status"] = table["status"].fillna("completed")
+    return table
+
+
+def load_table(source: str | os.PathLike, group: str | None = None) -> pd.DataFrame:
+    """Runs as a table, from a sweep directory (its run.json records), a CSV / Parquet / JSONL
+    file, an offline `wandb/` directory, or `wandb:ENTITY/PROJECT[/GROUP]` (the W&B API)."""
+    from scalinglab import tracking
+
+    text = str(source)
+    if text.startswith("wandb:"):
+        parts = text.removeprefix("wandb:").strip("/").split("/")
+        if len(parts) not in (2, 3):
+            raise SourceError(f"{source}: expected wandb:ENTITY/PROJECT[/GROUP]")
+        try:
+            rows, skipped = tracking.read_api("/".join(parts[:2]), group or
+                                              (parts[2] if len(parts) == 3 else None))
+        except Exception as e:  # no network, no key, no such project
+            raise SourceError(f"{source}: cannot read from the W&B API: {e}") from None
+        return _from_wandb(rows, skipped, text)
     path = Path(source)
     if not path.exists():
         raise SourceError(f"{source}: no such file or directory")
     if path.is_dir():
         table = collect(path)
+        if table.empty and any(path.rglob("offline-run-*")):
+            return _from_wandb(*tracking.read_offline(path), text)
         if table.empty:
-            raise SourceError(f"{source}: no {RECORD_NAME} found under this directory")
+            raise SourceError(f"{source}: no {RECORD_NAME} (or W&B offline run) found here")
         return table
     readers = {".csv": pd.read_csv, ".parquet": pd.read_parquet,
                ".jsonl": lambda p: pd.read_json(p, lines=True),
@@ -108,16 +137,19 @@ def load_table(source: str | os.PathLike) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`scalinglab-export SWEEP_DIR [-o runs.csv]`: collect run records into one table."""
+    """`scalinglab-export SOURCE [--group G] [-o runs.csv]`: runs into one tidy table."""
     p = argparse.ArgumentParser(prog="scalinglab-export", description=main.__doc__)
-    p.add_argument("source", help="a sweep or output directory holding run.json files")
+    p.add_argument("source", help="a sweep directory (run.json records), an offline wandb/ "
+                   "directory, or wandb:ENTITY/PROJECT[/GROUP]")
+    p.add_argument("--group", default=None, help="W&B group (study) to keep")
     p.add_argument("-o", "--output", default="runs.csv", help="CSV, .parquet or .jsonl path")
     args = p.parse_args(argv)
-    if not Path(args.source).is_dir():
-        sys.exit(f"scalinglab-export: error: {args.source} is not a directory")
-    table = collect(args.source)
-    if table.empty:
-        sys.exit(f"scalinglab-export: error: no {RECORD_NAME} found under {args.source}")
+    warnings.showwarning = lambda msg, *a, **k: print(f"warning: {msg}", file=sys.stderr)
+    try:
+        table = load_table(args.source, group=args.group)
+    except SourceError as e:
+        print(f"scalinglab-export: error: {e}", file=sys.stderr)
+        sys.exit(2)
     save_table(table, args.output)
     counts = table["status"].value_counts().to_dict() if "status" in table else {}
     print(f"wrote {len(table)} runs {counts} to {args.output}")

@@ -31,9 +31,9 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def _job_order(rel: Path) -> tuple:
-    """Sort job folders numerically (2 before 10)."""
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in rel.parts)
+def _num(value) -> float:
+    """A sort key for a possibly missing number (a failed job may have no params)."""
+    return float(value) if isinstance(value, int | float) and value == value else float("inf")
 
 
 def summarize(sweep_dir: str | Path) -> dict:
@@ -41,7 +41,8 @@ def summarize(sweep_dir: str | Path) -> dict:
     sweep_dir = Path(sweep_dir)
     table = records.collect(sweep_dir)
     jobs = [] if table.empty else table.to_dict("records")
-    jobs.sort(key=lambda j: _job_order(Path(j["path"]).relative_to(sweep_dir)))
+    jobs.sort(key=lambda j: (str(j.get("family")), _num(j.get("params")), _num(j.get("seed")),
+                             str(j["path"])))
     counts = {s: sum(j.get("status") == s for j in jobs) for s in records.STATUSES}
     summary = {"sweep_dir": str(sweep_dir), "n_jobs": len(jobs), "counts": counts,
                "jobs": [{k: j.get(k) for k in ("path", "status", "reason", *COLUMNS)}

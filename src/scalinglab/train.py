@@ -10,6 +10,7 @@ import logging
 import shutil
 import sys
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import hydra
@@ -20,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from scalinglab import ConfigError, records
 from scalinglab.identity import identity, job_name, register_resolver
+from scalinglab.tracking import finish_run
 
 log = logging.getLogger("scalinglab")
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
@@ -38,7 +40,7 @@ def build(cfg: DictConfig, output_dir: str):
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 
-    from scalinglab.callbacks import RunRecorder
+    from scalinglab.callbacks import RunRecorder, WandbSummary
 
     try:
         datamodule = hydra.utils.instantiate(cfg.data)
@@ -54,13 +56,18 @@ def build(cfg: DictConfig, output_dir: str):
         # (last.ckpt) and when training is interrupted (interrupted.ckpt: SIGTERM, Ctrl-C, an
         # exception; Lightning deletes it again when a run ends normally), for re-runs to resume.
         ckpt_dir = Path(output_dir) / "checkpoints"
-        # save_top_k=1 keeps only the newest epoch file; last.ckpt is a link to it.
-        checkpoints = [ModelCheckpoint(dirpath=ckpt_dir, save_last="link", save_top_k=1,
-                                       every_n_epochs=cfg.checkpoint.every_n_epochs),
+        # save_top_k=1 keeps only the newest file; last.ckpt is a link to it. By wall time by
+        # default: a save costs milliseconds, and small models run many short epochs.
+        every = cfg.checkpoint
+        when = ({"every_n_epochs": every.every_n_epochs} if every.get("every_n_epochs")
+                else {"train_time_interval": timedelta(minutes=every.every_minutes)})
+        checkpoints = [ModelCheckpoint(dirpath=ckpt_dir, save_last="link", save_top_k=1, **when),
                        OnExceptionCheckpoint(dirpath=ckpt_dir, filename="interrupted")]
-        callbacks = [recorder, *checkpoints, *(hydra.utils.instantiate(c)
-                                               for c in (cfg.get("callbacks") or {}).values())]
         loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
+        callbacks = [recorder, *checkpoints,
+                     *(hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values())]
+        if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
+            callbacks.insert(1, WandbSummary(recorder))
         trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks,
                                                       logger=loggers or False)
     except InstantiationException as e:
@@ -70,12 +77,14 @@ def build(cfg: DictConfig, output_dir: str):
 
 def _quiet_lightning() -> None:
     """One line per message: Hydra's handlers (console + train.log) print Lightning's logs, so
-    drop Lightning's own console handler, and two warnings that are noise for our loop."""
+    drop Lightning's own console handler; and silence warnings that do not apply to our loop."""
     logging.getLogger("lightning.pytorch").handlers.clear()
     logging.getLogger("lightning.pytorch").propagate = True
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
     # We log on our own cadence (module.log_every_n_steps), so short epochs are fine.
     warnings.filterwarnings("ignore", message="The number of training batches .* logging interval")
+    warnings.filterwarnings("ignore", message=".*fit\\(ckpt_path=None\\)` was called without")
+    warnings.filterwarnings("ignore", message="You have overridden `transfer_batch_to_device`")
     # DeviceBatches derives its position from the global step, so mid-epoch resumes are exact.
     warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
 
@@ -176,6 +185,7 @@ def main(cfg: DictConfig) -> dict | None:
         # reports it at the end and sets the exit code.
         return None
     finally:
+        finish_run()  # every job its own W&B run, even when it fails
         if "scalinglab.ddp" in sys.modules:  # only when a DDP strategy was built
             sys.modules["scalinglab.ddp"].end_job()
 

@@ -3,6 +3,7 @@
 import argparse
 import json
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -46,6 +47,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="also the compute frontier (envelope and IsoFLOP) from --compute")
     p.add_argument("--compute", default="train_flops", help="compute column for --frontier")
     p.add_argument("--out", default=None, help="write fit.json and plots (PNG + SVG) here")
+    p.add_argument("--wandb", default=None, metavar="PROJECT",
+                   help="log the fit as a W&B run of job_type 'fit' in the study's group")
+    p.add_argument("--entity", default=None, help="W&B entity for --wandb")
+    p.add_argument("--group", default=None,
+                   help="W&B group for --wandb (default: the sweep directory's name)")
     p.add_argument("--json", action="store_true", help="print one JSON document to stdout")
     return p.parse_args(argv)
 
@@ -55,26 +61,36 @@ def _fmt(v) -> str:
 
 
 def print_report(report: FitReport, console: Console) -> None:
+    """One table: a row per quantity, a column per group (with its interval when bootstrapped)."""
+    first = report.fits[0]
+    laws = sorted({f.law for f in report.fits})
+    formulas = "; ".join(f"{law}: {LAWS[law].formula}" for law in laws)
+    table = Table(title=f"{first.y} vs {', '.join(first.x)}  ({formulas})")
+    table.add_column("quantity")
     for f in report.fits:
-        title = f"{_label(f)}: {f.law} ({LAWS[f.law].formula}), {f.y} vs {', '.join(f.x)}"
-        table = Table(title=title, title_justify="left")
-        for col in ("quantity", "value", *(["interval"] if f.ci else [])):
-            table.add_column(col, justify="right")
-        quantities = {**f.params, **f.derived}
-        for name, value in quantities.items():
-            value_text = "unreachable" if name == "target_x" and value is None else _fmt(value)
-            row = [name, value_text]
-            if f.ci:
-                interval = f.ci.get(name)
-                row.append("-" if interval is None else f"[{interval[0]:.4g}, {interval[1]:.4g}]")
-            table.add_row(*row)
-        console.print(table)
-        hold = "" if f.rmse_log_holdout is None else (
-            f", rmse_log_holdout {f.rmse_log_holdout:.4f} on {f.n_holdout} held out")
-        console.print(f"  n_fit {f.n_fit}, objective {f.objective:.4g}, "
-                      f"rmse_log_fit {f.rmse_log_fit:.4f}{hold}")
+        table.add_column(_label(f), justify="right")
+    names = list(dict.fromkeys(n for f in report.fits for n in [*f.params, *f.derived]))
+    for name in names:
+        cells = []
+        for f in report.fits:
+            value = {**f.params, **f.derived}.get(name, "n/a")
+            text = "unreachable" if name == "target_x" and value is None else (
+                value if value == "n/a" else _fmt(value))
+            interval = (f.ci or {}).get(name)
+            if interval is not None:
+                text += f" [{interval[0]:.4g}, {interval[1]:.4g}]"
+            cells.append(text)
+        table.add_row(name, *cells)
+    for row, key in (("law", "law"), ("n_fit", "n_fit"), ("rmse_log_fit", "rmse_log_fit"),
+                     ("n_holdout", "n_holdout"), ("rmse_log_holdout", "rmse_log_holdout"),
+                     ("objective", "objective")):
+        values = [getattr(f, key) for f in report.fits]
+        table.add_row(row, *(v if isinstance(v, str) else _fmt(v) for v in values),
+                      style="dim")
+    console.print(table)
+    for f in report.fits:
         if f.selection:
-            console.print(f"  law auto: {f.selection['reason']}")
+            console.print(f"{_label(f)}: law auto: {f.selection['reason']}")
 
 
 def _label(f) -> str:
@@ -135,17 +151,24 @@ def main(argv: list[str] | None = None) -> None:
             console.print(f"frontier: N ~ C^{_fmt(frontier.envelope_exponent)} along the envelope"
                           f" ({len(frontier.envelope)} runs); IsoFLOP budgets: "
                           f"{len(frontier.isoflops)}, N_opt ~ C^{_fmt(frontier.isoflop_exponent)}")
-    if args.out:
+    if args.out or args.wandb:
         from scalinglab.fit.plots import plot_fits, plot_frontier, plot_residuals
 
-        out = Path(args.out)
+        out = Path(args.out or tempfile.mkdtemp(prefix="scalinglab-fit-"))
         out.mkdir(parents=True, exist_ok=True)
         _write_json(out / "fit.json", doc)
         files = plot_fits(report, out / "fit") + plot_residuals(report, out / "residuals")
         if frontier is not None:
             files += plot_frontier(frontier, frontier_rows, out / "frontier", args.compute,
                                    args.x.split(",")[0], args.y)
-        console.print(f"fit: {out / 'fit.json'}  plots: {', '.join(p.name for p in files)}")
+        if args.out:
+            console.print(f"fit: {out / 'fit.json'}  plots: {', '.join(p.name for p in files)}")
+    if args.wandb:
+        from scalinglab.tracking import log_fit
+
+        group = args.group or Path(str(args.source).rstrip("/")).name
+        run_id = log_fit(doc, files, args.wandb, args.entity, group, str(args.source))
+        console.print(f"W&B: fit run {run_id} in project {args.wandb}, group {group}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,155 @@
+"""Benchmark: scalinglab's training path vs a hand-written PyTorch loop, side by side.
+
+Both run in this process, on the same model, device-resident data, AdamW param groups, warmup +
+cosine schedule, batch size, number of steps and thread count, reading the loss back every 50
+steps. The scalinglab side is the code `scalinglab-train` runs (the composed default config,
+`train.build`: datamodule, LightningModule, run recorder, checkpoints, CSV logger); its clock
+runs from the first to the last training step with validation time taken out, as the raw loop
+does no validation. Repeats alternate A B A B; the ratio is the median of paired ratios.
+
+    python scripts/bench_train.py [--repeats 5] [--epochs 40] [--cases tiny,medium,cnn]
+                                  [--no-val] [--json]
+"""
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
+
+from scalinglab.train import CONF_DIR, build
+
+CASES = {  # name: (model overrides, batch size on CPU)
+    "tiny": (["model=mlp", "model.depth=2", "model.width=64"], 256),
+    "medium": (["model=mlp", "model.depth=4", "model.width=512"], 256),
+    "cnn": (["model=cnn", "model.depth=3", "model.width=32"], 256),
+}
+LOG_EVERY = 50
+
+
+class TrainClock(pl.Callback):
+    """Training time from the first to the last step, with validation taken out."""
+
+    def on_train_start(self, trainer, pl_module):
+        self.validation = 0.0
+        self.t0 = time.perf_counter()
+
+    def on_validation_start(self, trainer, pl_module):
+        self.v0 = time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module):
+        self.validation += time.perf_counter() - self.v0
+
+    def on_train_end(self, trainer, pl_module):
+        self.seconds = time.perf_counter() - self.t0 - self.validation
+
+
+def make(case: str, epochs: int, batch: int, out: str, data_dir: str, no_val: bool = False):
+    overrides, _ = CASES[case]
+    extra = ["+trainer.limit_val_batches=0"] if no_val else []
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[*overrides, f"data.batch_size={batch}",
+                                          f"trainer.max_epochs={epochs}",
+                                          "trainer.enable_progress_bar=false", *extra])
+    with open_dict(cfg):
+        cfg.paths.output_dir, cfg.paths.data_dir = out, data_dir
+    return cfg
+
+
+def run_scalinglab(cfg, out: str) -> tuple[float, int]:
+    pl.seed_everything(0, verbose=False)
+    datamodule, module, trainer, _ = build(cfg, out)
+    clock = TrainClock()
+    trainer.callbacks.append(clock)
+    trainer.fit(module, datamodule=datamodule)
+    return clock.seconds, trainer.global_step
+
+
+def run_raw(cfg, out: str, steps: int) -> float:
+    """The hand-written loop: same model, data, optimizer, schedule and batch size."""
+    pl.seed_everything(0, verbose=False)
+    datamodule, module, trainer, _ = build(cfg, out)  # the same objects, minus Lightning's loop
+    datamodule.setup()
+    model, x, y = module.model, datamodule.x_train, datamodule.y_train
+    opt_cfg = _optimizer_for(module, steps)
+    opt, sched = opt_cfg["optimizer"], opt_cfg["lr_scheduler"]["scheduler"]
+    bs, n = datamodule.batch_size, len(x)
+    per_epoch = n // bs
+    model.train()
+    g = torch.Generator().manual_seed(0)
+    t0 = time.perf_counter()
+    step = 0
+    while step < steps:
+        order = torch.randperm(n, generator=g)[: per_epoch * bs].view(per_epoch, bs)
+        for idx in order:
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if step % LOG_EVERY == 0:
+                loss.item()
+            step += 1
+            if step == steps:
+                break
+    return time.perf_counter() - t0
+
+
+def _optimizer_for(module, steps: int) -> dict:
+    class _Stub:  # configure_optimizers reads the run's total steps from the trainer
+        estimated_stepping_batches = steps
+
+    module._trainer = _Stub()
+    try:
+        return module.configure_optimizers()
+    finally:
+        module._trainer = None
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--cases", default="tiny,medium,cnn")
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--no-val", action="store_true",
+                   help="turn validation off on the scalinglab side (default: on, off the clock)")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in args.cases.split(","):
+            batch = CASES[case][1] * (4 if torch.cuda.is_available() else 1)
+            raw_sps, ours_sps = [], []
+            for r in range(args.repeats):
+                out = str(Path(tmp) / f"{case}-{r}")
+                cfg = make(case, args.epochs, batch, out, str(Path(tmp) / "data"), args.no_val)
+                seconds, steps = run_scalinglab(cfg, out)
+                ours_sps.append(steps / seconds)
+                raw_sps.append(steps / run_raw(cfg, out + "-raw", steps))
+            ratios = [o / r for o, r in zip(ours_sps, raw_sps, strict=True)]
+            results.append({"name": case, "batch": batch, "steps": steps,
+                            "raw_steps_per_s": statistics.median(raw_sps),
+                            "scalinglab_steps_per_s": statistics.median(ours_sps),
+                            "ratio": statistics.median(ratios)})
+    if args.json:
+        print(json.dumps({"cases": results}))
+        return
+    device = "cuda" if torch.cuda.is_available() else f"cpu, {args.threads} threads"
+    print(f"steps/s, median of {args.repeats} interleaved repeats ({device})")
+    for r in results:
+        print(f"  {r['name']:>7} (batch {r['batch']}, {r['steps']} steps): raw "
+              f"{r['raw_steps_per_s']:8.1f}  scalinglab {r['scalinglab_steps_per_s']:8.1f}  "
+              f"ratio {r['ratio']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
