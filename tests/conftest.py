@@ -43,7 +43,7 @@ def cli_env(data_dir, tmp_path) -> dict:
     env = dict(os.environ)
     env.update(SCALINGLAB_DATA_DIR=str(data_dir), WANDB_MODE="disabled",
                WANDB_DIR=str(tmp_path), WANDB_CACHE_DIR=str(tmp_path / "wandb-cache"),
-               HYDRA_FULL_ERROR="0", MPLCONFIGDIR=str(tmp_path / "mpl"))
+               HYDRA_FULL_ERROR="0", MPLCONFIGDIR=str(data_dir.parent / "mpl"))
     return env
 
 

@@ -30,7 +30,7 @@ def test_train_writes_the_run_record(make_cfg):
     assert 0 < on_disk["val_loss"] < 5 and 0 <= on_disk["val_acc"] <= 1
     assert on_disk["train_val_gap"] == pytest.approx(on_disk["val_loss"] - on_disk["train_loss"])
     assert on_disk["best_val_loss"] <= on_disk["val_loss"] + 1e-9
-    assert on_disk["peak_mem_bytes"] > 0 and on_disk["time_s"] > 0
+    assert on_disk["peak_mem_bytes"] > 0 and on_disk["time_s"] > 0 and on_disk["setup_s"] > 0
     assert on_disk["config"]["model"]["width"] == 8
     assert {"torch", "lightning", "python"} <= set(on_disk["versions"])
 

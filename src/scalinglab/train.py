@@ -9,6 +9,7 @@ one resumes from its `checkpoints/last.ckpt`.
 import logging
 import shutil
 import sys
+import time
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -35,7 +36,7 @@ def _unwrap(error: BaseException) -> BaseException:
     return error
 
 
-def build(cfg: DictConfig, output_dir: str):
+def build(cfg: DictConfig, output_dir: str, job_start: float | None = None):
     """Instantiate everything a run needs, validating the config before any training."""
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
@@ -51,7 +52,8 @@ def build(cfg: DictConfig, output_dir: str):
         recorder = RunRecorder(output_dir, seed=cfg.seed, job={"identity": identity(cfg),
                                                                "job": job_name(cfg)},
                                config=OmegaConf.to_container(cfg, resolve=True),
-                               check_every_n_steps=cfg.trainer.log_every_n_steps)
+                               check_every_n_steps=cfg.trainer.log_every_n_steps,
+                               job_start=job_start)
         # Run management, not configuration: the job's own checkpoints, saved periodically
         # (last.ckpt) and when training is interrupted (interrupted.ckpt: SIGTERM, Ctrl-C, an
         # exception; Lightning deletes it again when a run ends normally), for re-runs to resume.
@@ -83,7 +85,9 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
     # We log on our own cadence (module.log_every_n_steps), so short epochs are fine.
     warnings.filterwarnings("ignore", message="The number of training batches .* logging interval")
+    # We choose the checkpoint to resume ourselves (latest_checkpoint), not Lightning's "last".
     warnings.filterwarnings("ignore", message=".*fit\\(ckpt_path=None\\)` was called without")
+    warnings.filterwarnings("ignore", message='.*fit\\(ckpt_path="last"\\) is set, but there')
     warnings.filterwarnings("ignore", message="You have overridden `transfer_batch_to_device`")
     # DeviceBatches derives its position from the global step, so mid-epoch resumes are exact.
     warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
@@ -98,11 +102,12 @@ def latest_checkpoint(output_dir: str) -> Path | None:
 
 def train(cfg: DictConfig, output_dir: str) -> dict:
     """Train one configuration (resuming its checkpoint, if any) and return its run record."""
+    job_start = time.perf_counter()
     import lightning.pytorch as pl
 
     _quiet_lightning()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule, module, trainer, recorder = build(cfg, output_dir)
+    datamodule, module, trainer, recorder = build(cfg, output_dir, job_start)
     if cfg.force and trainer.is_global_zero:  # start over: Lightning would resume last.ckpt
         shutil.rmtree(Path(output_dir) / "checkpoints", ignore_errors=True)
     resume = None if cfg.force else latest_checkpoint(output_dir)

@@ -71,9 +71,11 @@ class RunRecorder(pl.Callback):
     """Measures the job, stops it on a non-finite loss, and writes `run.json` on rank 0."""
 
     def __init__(self, output_dir: str, seed: int, job: dict | None = None,
-                 config: dict | None = None, check_every_n_steps: int = 50) -> None:
+                 config: dict | None = None, check_every_n_steps: int = 50,
+                 job_start: float | None = None) -> None:
         self.output_dir, self.seed, self.config = output_dir, seed, config or {}
         self.job = job or {}  # identity and readable job name
+        self.job_start, self.setup_s = job_start, None  # perf_counter when the job began
         self.check_every_n_steps = check_every_n_steps
         self.status, self.reason = "completed", None
         self.best_val_loss = math.inf
@@ -107,6 +109,8 @@ class RunRecorder(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.t0 = time.perf_counter()
+        if self.job_start is not None:  # job start to first step: data, model, trainer setup
+            self.setup_s = self.t0 - self.job_start
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         # Reading the loss forces a device sync, so check every n steps, not every step.
@@ -170,6 +174,7 @@ class RunRecorder(pl.Callback):
             "best_val_loss": self.best_val_loss if math.isfinite(self.best_val_loss) else None,
             "train_val_gap": None if None in (val_loss, train_loss) else val_loss - train_loss,
             "time_s": time_s,
+            "setup_s": self.setup_s,
             "throughput": examples_seen / time_s if time_s else None,
             "peak_mem_bytes": self.memory.peak_bytes() if hasattr(self, "memory") else None,
             "world_size": trainer.world_size,
