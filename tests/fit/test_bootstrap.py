@@ -42,6 +42,7 @@ def test_bootstrap_resamples_configurations_not_rows():
 def test_intervals_for_every_parameter_and_derived_quantity():
     f = fit(replicate(3), bootstrap=40, target=0.6, seed=0).fits[0]
     assert set(f.ci) == {"E", "A", "alpha", "target_x"}
+    assert f.derived["target_reachable_frac"] == 1.0  # 0.6 is well above E = 0.5
     for name, (lo, hi) in f.ci.items():
         value = {**f.params, **f.derived}[name]
         assert lo <= hi

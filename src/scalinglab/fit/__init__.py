@@ -239,5 +239,8 @@ def fit(
             result.samples = resample_fits(spec, logx, np.log(train[y].to_numpy(float)),
                                            clusters, bootstrap, seed, delta, theta, derive_fn)
             result.ci = percentile_intervals(result.samples, ci)
+            if target is not None:  # the interval of target_x covers reachable resamples only
+                reached = [s.get("target_x") is not None for s in result.samples]
+                result.derived["target_reachable_frac"] = float(np.mean(reached))
         fits.append(result)
     return FitReport(fits, data)
