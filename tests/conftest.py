@@ -10,6 +10,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
+import scalinglab.train  # noqa: F401  (registers the config's resolvers, as the app does)
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = str(ROOT / "conf")
 TINY = ["trainer.max_epochs=1", "trainer.accelerator=cpu", "logger=none",

@@ -22,11 +22,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from scalinglab import ConfigError, records
 from scalinglab.identity import identity, job_name, register_resolver
+from scalinglab.slurm import register_resolver as register_slurm_resolver
 from scalinglab.tracking import finish_run
 
 log = logging.getLogger("scalinglab")
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 register_resolver()
+register_slurm_resolver()
 
 
 def _unwrap(error: BaseException) -> BaseException:
