@@ -192,7 +192,7 @@ def log_fit(doc: dict, plots: list[Path], project: str, entity: str | None, grou
         table = wandb.Table(columns=["group", "law", "quantity", "value", "ci_lo", "ci_hi"])
         summary = {}
         for f in doc["fits"]:
-            label = "/".join(map(str, f["group"].values())) or "all"
+            label = f["label"]
             for name, value in {**f["params"], **f["derived"]}.items():
                 lo, hi = (f.get("ci") or {}).get(name) or (None, None)
                 table.add_data(label, f["law"], name, value, lo, hi)

@@ -38,7 +38,8 @@ def _unwrap(error: BaseException) -> BaseException:
     return error
 
 
-def build(cfg: DictConfig, output_dir: str, job_start: float | None = None):
+def build(cfg: DictConfig, output_dir: str, job: dict | None = None,
+          job_start: float | None = None):
     """Instantiate everything a run needs, validating the config before any training."""
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
@@ -51,8 +52,7 @@ def build(cfg: DictConfig, output_dir: str, job_start: float | None = None):
                                         num_classes=datamodule.num_classes)
         module = hydra.utils.instantiate(cfg.module, model=model,
                                          num_classes=datamodule.num_classes)
-        recorder = RunRecorder(output_dir, seed=cfg.seed, job={"identity": identity(cfg),
-                                                               "job": job_name(cfg)},
+        recorder = RunRecorder(output_dir, seed=cfg.seed, job=job or job_identity(cfg),
                                config=OmegaConf.to_container(cfg, resolve=True),
                                check_every_n_steps=cfg.trainer.log_every_n_steps,
                                job_start=job_start)
@@ -102,14 +102,14 @@ def latest_checkpoint(output_dir: str) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime_ns, default=None)
 
 
-def train(cfg: DictConfig, output_dir: str) -> dict:
+def train(cfg: DictConfig, output_dir: str, job: dict | None = None) -> dict:
     """Train one configuration (resuming its checkpoint, if any) and return its run record."""
     job_start = time.perf_counter()
     import lightning.pytorch as pl
 
     _quiet_lightning()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule, module, trainer, recorder = build(cfg, output_dir, job_start)
+    datamodule, module, trainer, recorder = build(cfg, output_dir, job, job_start)
     if cfg.force and trainer.is_global_zero:  # start over: Lightning would resume last.ckpt
         shutil.rmtree(Path(output_dir) / "checkpoints", ignore_errors=True)
     resume = None if cfg.force else latest_checkpoint(output_dir)
@@ -131,26 +131,31 @@ def interrupted(error: BaseException) -> bool:
     return type(error).__name__ == "SIGTERMException"
 
 
-def completed_before(cfg: DictConfig, output_dir: str) -> dict | None:
+def job_identity(cfg: DictConfig) -> dict:
+    """The job's identity hash and readable name, as they go into its record."""
+    return {"identity": identity(cfg), "job": job_name(cfg)}
+
+
+def completed_before(cfg: DictConfig, output_dir: str, job: dict) -> dict | None:
     """The job's record if it already completed with this identity (and force is off)."""
     path = Path(output_dir) / records.RECORD_NAME
     if cfg.force or not path.exists():
         return None
     previous = records.read_record(path)
-    same = previous.get("identity") == identity(cfg)
+    same = previous.get("identity") == job["identity"]
     return previous if previous.get("status") == "completed" and same else None
 
 
-def _record_failure(cfg: DictConfig, output_dir: str, error: BaseException) -> None:
+def _record_failure(cfg: DictConfig, output_dir: str, job: dict, error: BaseException) -> None:
     """A job that failed before its recorder could write still leaves a record saying why."""
     path = Path(output_dir) / records.RECORD_NAME
-    if path.exists() and records.read_record(path).get("identity") == identity(cfg):
+    if path.exists() and records.read_record(path).get("identity") == job["identity"]:
         return  # the recorder wrote it
     records.write_record(output_dir, {
         "status": "failed", "reason": f"{type(error).__name__}: {error}",
         "family": cfg.model.get("family"), "depth": cfg.model.get("depth"),
         "width": cfg.model.get("width"), "seed": cfg.get("seed"),
-        "identity": identity(cfg), "job": job_name(cfg),
+        **job,
         "config": OmegaConf.to_container(cfg, resolve=False)})
 
 
@@ -165,13 +170,14 @@ def main(cfg: DictConfig) -> dict | None:
 
         share = configure_worker(hydra_cfg.sweep.dir, n_jobs)
         log.info("worker slot %(slot)d: %(threads)d threads, GPUs %(gpus)s", share)
-    previous = completed_before(cfg, output_dir)
+    job = job_identity(cfg)
+    previous = completed_before(cfg, output_dir, job)
     if previous is not None:
         log.info("skipping %s: already completed with the same config (force=true retrains)",
-                 job_name(cfg))
+                 job["job"])
         return previous
     try:
-        return train(cfg, output_dir)
+        return train(cfg, output_dir, job)
     except SystemExit as stop:
         if not interrupted(stop):
             raise
@@ -179,7 +185,7 @@ def main(cfg: DictConfig) -> dict | None:
                     "run the same command again to resume", output_dir)
         sys.exit(143)  # 128 + SIGTERM, as a shell reports a terminated process
     except Exception as error:
-        _record_failure(cfg, output_dir, error)
+        _record_failure(cfg, output_dir, job, error)
         if isinstance(error, ConfigError):
             log.error("config error: %s", error)
             if not multirun:

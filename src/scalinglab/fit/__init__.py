@@ -33,6 +33,7 @@ class GroupFit:
     rmse_log_holdout: float | None
     x: list[str] = field(default_factory=list)
     y: str = ""
+    label: str = "all"  # the group's values joined by "/": its key in FitReport.data
     derived: dict[str, float | None] = field(default_factory=dict)
     ci: dict[str, list[float] | None] | None = None
     selection: dict | None = None
@@ -227,6 +228,7 @@ def fit(
         spec = LAWS[result.law]
         result.group = (dict(zip(groups, rows[groups].iloc[0].tolist(), strict=True))
                         if groups else {})
+        result.label = key
         result.selection = selection
         logx = np.log(train[xs].to_numpy(float).T)
 

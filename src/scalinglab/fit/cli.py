@@ -68,7 +68,7 @@ def print_report(report: FitReport, console: Console) -> None:
     table = Table(title=f"{first.y} vs {', '.join(first.x)}  ({formulas})")
     table.add_column("quantity")
     for f in report.fits:
-        table.add_column(_label(f), justify="right")
+        table.add_column(f.label, justify="right")
     names = list(dict.fromkeys(n for f in report.fits for n in [*f.params, *f.derived]))
     for name in names:
         cells = []
@@ -90,11 +90,7 @@ def print_report(report: FitReport, console: Console) -> None:
     console.print(table)
     for f in report.fits:
         if f.selection:
-            console.print(f"{_label(f)}: law auto: {f.selection['reason']}")
-
-
-def _label(f) -> str:
-    return "/".join(map(str, f.group.values())) or "all"
+            console.print(f"{f.label}: law auto: {f.selection['reason']}")
 
 
 def run(args: argparse.Namespace, table) -> FitReport:

@@ -24,12 +24,8 @@ def _save(fig, path: Path) -> list[Path]:
     return out
 
 
-def _label(f: GroupFit) -> str:
-    return "/".join(map(str, f.group.values())) or "all"
-
-
 def _rows(report: FitReport, f: GroupFit):
-    return report.data[report.data["_group"] == _label(f)]
+    return report.data[report.data["_group"] == f.label]
 
 
 def _band(f: GroupFit, xs: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
@@ -42,7 +38,7 @@ def plot_fits(report: FitReport, path: str | Path, title: str | None = None) -> 
     """Points (held-out ones hollow), fitted curves (dashed past the fitted data), bands."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4), constrained_layout=True)
     for i, f in enumerate(report.fits):
-        color, x0, label = f"C{i}", f.x[0], _label(f)
+        color, x0, label = f"C{i}", f.x[0], f.label
         rows = _rows(report, f)
         train, test = rows[~rows["_holdout"]], rows[rows["_holdout"]]
         ax.scatter(train[x0], train[f.y], color=color, s=22, zorder=3)
@@ -79,7 +75,7 @@ def plot_residuals(report: FitReport, path: str | Path) -> list[Path]:
         rows = _rows(report, f)
         resid = np.log(rows[f.y]) - np.log(f.predict(rows[f.x].to_numpy(float).T))
         held = rows["_holdout"].to_numpy()
-        ax.scatter(rows[f.x[0]][~held], resid[~held], color=f"C{i}", s=18, label=_label(f))
+        ax.scatter(rows[f.x[0]][~held], resid[~held], color=f"C{i}", s=18, label=f.label)
         ax.scatter(rows[f.x[0]][held], resid[held], facecolors="none", edgecolors=f"C{i}", s=40)
     ax.axhline(0, color="k", lw=0.8)
     ax.set(xscale="log", xlabel=report.fits[0].x[0], ylabel="log residual", title="residuals")
