@@ -7,6 +7,7 @@ mismatch hangs at the first collective (Lightning issues 19883, 20391).
 """
 
 import logging
+import signal
 import sys
 
 from hydra.experimental.callback import Callback
@@ -46,6 +47,20 @@ def check_job_shape(config: DictConfig) -> None:
             f"hydra.launcher.tasks_per_node={tasks}, nodes={nodes} but trainer.devices="
             f"{devices}, trainer.num_nodes={num_nodes}: SLURM must start one task per device "
             "(a mismatch hangs); use hydra/launcher=slurm, which derives them from the trainer")
+
+
+class Preempted(SystemExit):
+    """Raised at a step boundary after SLURM's requeue signal."""
+
+    def __init__(self, signum: int, handler) -> None:
+        super().__init__(f"preempted by {signal.Signals(signum).name}")
+        self.signum, self.handler = signum, handler
+
+    def requeue(self) -> None:
+        """Run submitit's handler: rank 0 requeues the job and exits; other ranks just exit.
+        Raises submitit's UncompletedJobError when the job may not be requeued again."""
+        self.handler(self.signum, None)
+        sys.exit(-1)  # what submitit's rank 0 exits with
 
 
 class JobShapeCheck(Callback):

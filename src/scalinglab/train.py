@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from scalinglab import ConfigError, records
 from scalinglab.identity import identity, job_name, register_resolver
+from scalinglab.slurm import Preempted
 from scalinglab.slurm import register_resolver as register_slurm_resolver
 from scalinglab.tracking import finish_run
 
@@ -44,7 +45,7 @@ def build(cfg: DictConfig, output_dir: str, job: dict | None = None,
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 
-    from scalinglab.callbacks import RunRecorder, WandbSummary
+    from scalinglab.callbacks import Preemption, RunRecorder, WandbSummary, submitit_signal
 
     try:
         datamodule = hydra.utils.instantiate(cfg.data)
@@ -72,8 +73,16 @@ def build(cfg: DictConfig, output_dir: str, job: dict | None = None,
                      *(hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values())]
         if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
             callbacks.insert(1, WandbSummary(recorder))
+        extra = {}
+        if (signum := submitit_signal()) is not None:
+            # A submitit job on SLURM: submitit owns requeueing (callbacks/preemption.py), so
+            # Lightning's own SLURM requeue is off. Ranks still come from SLURM's environment.
+            from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+            callbacks.append(Preemption(signum))
+            extra["plugins"] = [SLURMEnvironment(auto_requeue=False)]
         trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks,
-                                                      logger=loggers or False)
+                                                      logger=loggers or False, **extra)
     except InstantiationException as e:
         raise _unwrap(e) from None
     return datamodule, module, trainer, recorder
@@ -146,13 +155,19 @@ def completed_before(cfg: DictConfig, output_dir: str, job: dict) -> dict | None
     return previous if previous.get("status") == "completed" and same else None
 
 
-def _record_failure(cfg: DictConfig, output_dir: str, job: dict, error: BaseException) -> None:
-    """A job that failed before its recorder could write still leaves a record saying why."""
+def _record_failure(cfg: DictConfig, output_dir: str, job: dict, error: BaseException,
+                    overwrite: bool = False) -> None:
+    """A job that failed before its recorder could write still leaves a record saying why;
+    `overwrite` keeps the recorder's record but replaces its reason."""
     path = Path(output_dir) / records.RECORD_NAME
+    reason = f"{type(error).__name__}: {error}"
     if path.exists() and records.read_record(path).get("identity") == job["identity"]:
-        return  # the recorder wrote it
+        if overwrite:
+            records.write_record(output_dir, {**records.read_record(path), "status": "failed",
+                                              "reason": reason})
+        return
     records.write_record(output_dir, {
-        "status": "failed", "reason": f"{type(error).__name__}: {error}",
+        "status": "failed", "reason": reason,
         "family": cfg.model.get("family"), "depth": cfg.model.get("depth"),
         "width": cfg.model.get("width"), "seed": cfg.get("seed"),
         **job,
@@ -178,6 +193,15 @@ def main(cfg: DictConfig) -> dict | None:
         return previous
     try:
         return train(cfg, output_dir, job)
+    except Preempted as preempted:
+        log.warning("%s: checkpoint saved in %s/checkpoints; submitit requeues the job",
+                    preempted, output_dir)
+        try:
+            preempted.requeue()
+        except Exception as refused:  # submitit's UncompletedJobError: requeued too often
+            _record_failure(cfg, output_dir, job, refused, overwrite=True)
+            log.error("job %s not requeued: %s", job["job"], refused)
+            return None
     except SystemExit as stop:
         if not interrupted(stop):
             raise

@@ -1,4 +1,5 @@
+from scalinglab.callbacks.preemption import Preemption, submitit_signal
 from scalinglab.callbacks.run_record import RunRecorder
 from scalinglab.callbacks.wandb_summary import WandbSummary
 
-__all__ = ["RunRecorder", "WandbSummary"]
+__all__ = ["Preemption", "RunRecorder", "WandbSummary", "submitit_signal"]

@@ -67,6 +67,13 @@ class PeakMemory:
             return None
 
 
+def cluster_env(trainer: pl.Trainer) -> str | None:
+    """Who started the ranks: SLURMEnvironment (SLURM's tasks), LightningEnvironment (our
+    launcher); None for a single-device run."""
+    env = getattr(trainer.strategy, "cluster_environment", None)
+    return type(env).__name__ if env is not None else None
+
+
 class RunRecorder(pl.Callback):
     """Measures the job, stops it on a non-finite loss, and writes `run.json` on rank 0."""
 
@@ -179,6 +186,7 @@ class RunRecorder(pl.Callback):
             "peak_mem_bytes": self.memory.peak_bytes() if hasattr(self, "memory") else None,
             "world_size": trainer.world_size,
             "strategy": type(trainer.strategy).__name__,
+            "cluster_env": cluster_env(trainer),
             "device": str(trainer.strategy.root_device),
             "config": self.config,
             "versions": {"python": platform.python_version(), "torch": torch.__version__,
