@@ -153,6 +153,24 @@ def test_preempted_job_is_requeued_and_resumes_exactly(cluster, tmp_path, cli_en
         assert b[key] == pytest.approx(a[key], rel=1e-6, abs=1e-7), key
 
 
+def test_preempted_ddp_job_resumes_on_both_ranks(cluster, tmp_path, cli_env):
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen(sweep_cmd(sweep, *LONG, "trainer=ddp_cpu", "trainer.devices=2",
+                                      "hydra.launcher.cpus_per_task=1"),
+                            env=cli_env, cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    job = preempt_when_training(proc, sweep)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    (run,) = records(sweep)
+    assert run["status"] == "completed" and run["world_size"] == 2
+    assert run["steps"] == 150 * (4000 // 128)  # every step, none repeated or skipped
+    log = (sweep / run["job"] / "train.log").read_text()
+    # both ranks stopped at the same step boundary, and both resumed from the checkpoint
+    assert log.count("preempted by SIGUSR2") == 2 and log.count("resuming from") == 2
+    assert sacct_states(job, attempts=True) == ["REQUEUED", "COMPLETED"]
+
+
 def test_job_out_of_requeues_is_recorded_failed(cluster, tmp_path, cli_env):
     # timeout_min under 10: submitit counts every signal as a time-out, and 0 are allowed
     sweep = tmp_path / "sweep"
