@@ -104,3 +104,24 @@ def test_deep_cnn_on_short_signal_stays_valid():
     model = build_model("cnn", 8, MNIST1D, 10, width=4)
     assert model(torch.randn(3, *MNIST1D)).shape == (3, 10)
     assert math.isfinite(model(torch.randn(3, *MNIST1D)).sum().item())
+
+
+def cnn_2d_flops(shape: tuple[int, int, int], depth: int, width: int, classes: int = 10) -> int:
+    """Closed form: 2 x multiply-adds of each 3x3 conv (stride 2 while the side exceeds 4,
+    padding 1) and of the head; torch's counter does not count biases or activations."""
+    channels, side = shape[0], shape[1]
+    flops = 0
+    for _ in range(depth):
+        stride = 2 if side > 4 else 1
+        side = (side + 2 - 3) // stride + 1
+        flops += 2 * channels * width * 9 * side * side
+        channels = width
+    return flops + 2 * width * classes
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
+@pytest.mark.parametrize("depth,width", [(1, 8), (3, 16), (5, 32)])
+def test_cnn_2d_flops_exact(shape, depth, width):
+    model = build_model("cnn", depth, shape, 10, width=width)
+    assert forward_flops_per_example(model, torch.randn(1, *shape)) == \
+        cnn_2d_flops(shape, depth, width)

@@ -102,7 +102,7 @@ class RunRecorder(pl.Callback):
         model, dm = pl_module.model, trainer.datamodule
         self.memory = PeakMemory(pl_module.device)
         self.memory.reset()
-        example = dm.x_val[:1] if dm.x_val is not None else None
+        example = dm.example()
         self.size = {
             "family": getattr(model, "family", None),
             "depth": getattr(model, "depth", None),

@@ -2,5 +2,6 @@
 
 from scalinglab.data.mnist1d import MNIST1D
 from scalinglab.data.synthetic import Synthetic
+from scalinglab.data.vision import VisionData
 
-__all__ = ["MNIST1D", "Synthetic"]
+__all__ = ["MNIST1D", "Synthetic", "VisionData"]

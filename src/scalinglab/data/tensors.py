@@ -25,8 +25,9 @@ class DeviceBatches:
 
     def __init__(self, x: Tensor, y: Tensor, batch_size: int, shuffle: bool, seed: int = 0,
                  rank: int = 0, world_size: int = 1,
-                 step_fn: Callable[[], int] | None = None) -> None:
-        self.x, self.y = x, y
+                 step_fn: Callable[[], int] | None = None,
+                 transform: Callable[[Tensor], Tensor] | None = None) -> None:
+        self.x, self.y, self.transform = x, y, transform
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.rank, self.world_size = rank, world_size
         self.step_fn, self.epochs_started = step_fn, 0
@@ -50,21 +51,28 @@ class DeviceBatches:
             order = torch.randperm(n, generator=g).to(self.x.device)
             order = order[: steps * self.batch_size * self.world_size]
             order = order.view(steps, self.world_size, self.batch_size)[start:, self.rank]
-            for idx in order:
-                yield self.x[idx], self.y[idx]
+            batches = ((self.x[idx], self.y[idx]) for idx in order)
         else:
-            for i in range(0, n, self.batch_size):
-                yield self.x[i : i + self.batch_size], self.y[i : i + self.batch_size]
+            batches = ((self.x[i : i + self.batch_size], self.y[i : i + self.batch_size])
+                       for i in range(0, n, self.batch_size))
+        if self.transform is None:
+            yield from batches
+        else:
+            for x, y in batches:
+                yield self.transform(x), y
 
 
 class TensorDataModule(pl.LightningDataModule):
     """Base for in-memory datasets. Subclasses set `input_shape`, `num_classes`, `train_pool`
-    (how many training examples exist) and implement `load()`."""
+    (how many training examples exist) and implement `load()`. Data stored compactly (uint8
+    images) defines `train_transform` / `eval_transform`, applied on the device per batch."""
 
     name = "tensors"
     input_shape: tuple[int, ...]
     num_classes: int
     train_pool: int | None  # None: unlimited (generated on demand)
+    train_transform: Callable[[Tensor], Tensor] | None = None
+    eval_transform: Callable[[Tensor], Tensor] | None = None
 
     def __init__(self, batch_size: int = 128, train_size: int | None = None,
                  eval_batch_size: int = 1024, subset_seed: int = 0,
@@ -118,7 +126,7 @@ class TensorDataModule(pl.LightningDataModule):
         seed = torch.initial_seed() % (2**31)  # follows seed_everything(cfg.seed)
         step_fn = (lambda: self.trainer.global_step) if self.trainer else None
         batches = DeviceBatches(self.x_train, self.y_train, self.per_rank_batch(), True, seed,
-                                rank, self.world_size, step_fn)
+                                rank, self.world_size, step_fn, self.train_transform)
         if len(batches) == 0:
             raise ConfigError(f"data.batch_size={self.batch_size} is larger than the "
                               f"{len(self.x_train)} training examples")
@@ -130,6 +138,14 @@ class TensorDataModule(pl.LightningDataModule):
         # Under DDP each rank evaluates its own strided shard; the metrics reduce across ranks.
         n = min(len(self.x_train), len(self.x_val))
         r, w = (self.trainer.global_rank if self.trainer else 0), self.world_size
-        return [DeviceBatches(self.x_val[r::w], self.y_val[r::w], self.eval_batch_size, False),
+        return [DeviceBatches(self.x_val[r::w], self.y_val[r::w], self.eval_batch_size, False,
+                              transform=self.eval_transform),
                 DeviceBatches(self.x_train[:n][r::w], self.y_train[:n][r::w],
-                              self.eval_batch_size, False)]
+                              self.eval_batch_size, False, transform=self.eval_transform)]
+
+    def example(self) -> Tensor | None:
+        """One validation input, as the model sees it (for counting FLOPs)."""
+        if self.x_val is None:
+            return None
+        x = self.x_val[:1]
+        return self.eval_transform(x) if self.eval_transform else x
