@@ -35,4 +35,5 @@ def test_experiment_grid_expands(experiment):
 
 
 def test_every_experiment_is_listed():
-    assert {"study", "mlp_grid", "cnn_grid", "target_params"} <= set(GROUPS["experiment"])
+    assert {"study", "mlp_grid", "cnn_grid", "target_params", "mlp_data_grid",
+            "cnn_cifar10_data_grid"} <= set(GROUPS["experiment"])

@@ -58,7 +58,7 @@ def plot_fits(report: FitReport, path: str | Path, title: str | None = None) -> 
         else:  # a joint law: its predictions at the runs' own coordinates
             pred = f.predict(rows[f.x].to_numpy(float).T)
             ax.scatter(rows[x0], pred, marker="x", color=color, label=f"{label}: {f.law} fit")
-        if "E" in f.params:
+        if "E" in f.params and f.params["E"] > 0.01 * rows[f.y].min():  # E ~ 0: no line
             ax.axhline(f.params["E"], color=color, lw=0.8, ls=":")
     first = report.fits[0]
     ax.set(xscale="log", yscale="log", xlabel=first.x[0], ylabel=first.y,

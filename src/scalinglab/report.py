@@ -1,0 +1,298 @@
+"""`scalinglab-report SOURCE [--out DIR]`: one self-contained HTML page, with its plots as image
+files beside it, answering a scaling study's questions:
+
+- performance vs size: loss and accuracy vs parameters, with the fitted law (and the joint law
+  L(N, D) when the sweep has several training-set sizes);
+- generalisation vs size: the train-val gap vs parameters, at each training-set size;
+- resources vs size: wall time, peak memory, parameter bytes and FLOPs vs parameters, each with
+  its fitted power law y = c N^k;
+- the stopping rule: the smallest size predicted to reach a target loss or accuracy, with its
+  interval, and the predicted cost to train it.
+
+A table tool, like the fit: no torch, no Lightning.
+"""
+
+import argparse
+import html
+import math
+import os
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from scalinglab.fit import FitError, fit  # noqa: E402
+from scalinglab.fit.plots import plot_fits  # noqa: E402
+from scalinglab.records import SourceError, load_table  # noqa: E402
+
+RESOURCES = {"time_s": "wall time (s)", "peak_mem_bytes": "peak memory (bytes)",
+             "param_bytes": "parameter bytes", "train_flops": "training FLOPs"}
+
+
+@dataclass
+class PowerFit:
+    """y = c N^k, fitted by least squares in log-log space."""
+
+    k: float
+    k_stderr: float
+    c: float
+    n: int
+
+    def __call__(self, n_params: float) -> float:
+        return self.c * n_params**self.k
+
+
+def power_fit(x: pd.Series, y: pd.Series) -> PowerFit | None:
+    ok = (x > 0) & (y > 0) & np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3 or x[ok].nunique() < 2:
+        return None
+    r = stats.linregress(np.log(x[ok].astype(float)), np.log(y[ok].astype(float)))
+    return PowerFit(float(r.slope), float(r.stderr), float(math.exp(r.intercept)), int(ok.sum()))
+
+
+def _groups(table: pd.DataFrame) -> list[str]:
+    """Fit separately per family and, when it varies, per training-set size."""
+    return [c for c in ("family", "train_size") if c in table and table[c].nunique() > 1] or \
+        [c for c in ("family",) if c in table]
+
+
+def _label(keys: list[str], values) -> str:
+    values = values if isinstance(values, tuple) else (values,)
+    return ", ".join(f"{k}={v}" for k, v in zip(keys, values, strict=True)) or "all runs"
+
+
+def _fmt(v, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return f"{v:.{digits}g}" if isinstance(v, float | np.floating) else str(v)
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in r) + "</tr>"
+                   for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _lines_plot(table: pd.DataFrame, keys: list[str], y: str, ylabel: str, path: Path,
+                fits: dict | None = None, logy: bool = True) -> str:
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
+    for i, (value, rows) in enumerate(table.groupby(keys) if keys else [((), table)]):
+        rows = rows.sort_values("params")
+        ax.plot(rows["params"], rows[y], "o", color=f"C{i}", label=_label(keys, value), ms=4)
+        f = (fits or {}).get(value)
+        if f is not None:
+            xs = np.geomspace(rows["params"].min(), rows["params"].max(), 50)
+            ax.plot(xs, f(xs), color=f"C{i}", lw=1, label=f"  N^{f.k:.2f}")
+    ax.set(xscale="log", yscale="log" if logy else "linear", xlabel="params", ylabel=ylabel)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return f'<img src="{path.name}" alt="{html.escape(ylabel)} vs params">'
+
+
+def performance(table: pd.DataFrame, keys: list[str], out: Path, y: str) -> str:
+    parts = ["<h2>Performance vs size</h2>"]
+    try:
+        report = fit(table, x="params", y=y, law="power_offset", group_by=keys or None)
+        plot_fits(report, out / "performance_loss", title=f"{y} vs params")
+        parts.append(f'<img src="performance_loss.png" alt="{y} vs params">')
+        ordered = sorted(report.fits, key=lambda f: tuple(f.group.values()))
+        parts.append(_table(["group", "law", "alpha", "E", "rmse (log)"],
+                            [[_label(keys, tuple(f.group.values())), f.law,
+                              f.params.get("alpha"), f.params.get("E"), f.rmse_log_fit]
+                             for f in ordered]))
+        parts.append(f"<p>{y} = E + A·N<sup>−alpha</sup>: alpha is how fast the loss falls "
+                     "with size; E is the loss no size gets below.</p>")
+    except FitError as e:
+        parts.append(f"<p>No law fitted: {html.escape(str(e))}</p>")
+    if "val_acc" in table:
+        parts.append(_lines_plot(table, keys, "val_acc", "val_acc", out / "performance_acc.png",
+                                 logy=False))
+    if "train_size" in table and table["train_size"].nunique() > 1 and "examples_seen" in table:
+        parts.append(joint(table, out, y))
+    return "\n".join(parts)
+
+
+def joint(table: pd.DataFrame, out: Path, y: str) -> str:
+    keys = [c for c in ("family",) if c in table and table[c].nunique() > 1]
+    try:
+        report = fit(table, x="params,examples_seen", y=y, law="chinchilla",
+                     group_by=keys or None)
+    except FitError as e:
+        return f"<h3>Joint law L(N, D)</h3><p>Not fitted: {html.escape(str(e))}</p>"
+    rows = [[f.label, f.params["alpha"], f.params["beta"], f.params["E"], f.derived.get("a"),
+             f.derived.get("b"), f.rmse_log_fit] for f in report.fits]
+    return ("<h3>Joint law L(N, D) = E + A/N<sup>alpha</sup> + B/D<sup>beta</sup></h3>"
+            + _table(["group", "alpha", "beta", "E", "a (N_opt ∝ C^a)", "b (D_opt ∝ C^b)",
+                      "rmse (log)"], rows)
+            + "<p>D is examples seen. With a compute budget C, the loss-optimal model grows as "
+              "C<sup>a</sup> and its data as C<sup>b</sup> (<code>scalinglab-fit --law "
+              "chinchilla --budget C</code> gives N_opt and D_opt).</p>")
+
+
+def generalisation(table: pd.DataFrame, keys: list[str], out: Path) -> str:
+    if not {"train_loss", "val_loss"} <= set(table):
+        return "<h2>Generalisation vs size</h2><p>The runs have no train_loss.</p>"
+    table = table.assign(gap=table["val_loss"] - table["train_loss"])
+    rows = []
+    for value, g in (table.groupby(keys) if keys else [((), table)]):
+        g = g.groupby("params")["gap"].mean().sort_index()
+        trend = "grows" if g.iloc[-1] > g.iloc[0] else "shrinks"
+        rows.append([_label(keys, value), g.iloc[0], g.iloc[-1], f"{trend} with size"])
+    img = _lines_plot(table, keys, "gap", "val_loss − train_loss", out / "generalisation.png",
+                      logy=False)
+    return ("<h2>Generalisation vs size</h2>" + img
+            + _table(["group", "gap at the smallest size", "gap at the largest size", ""], rows)
+            + "<p>Both losses are measured in eval mode on as many training as validation "
+              "examples. A gap that grows with size at fixed data is overfitting that more "
+              "data or regularisation would pay for.</p>")
+
+
+def resources(table: pd.DataFrame, keys: list[str], out: Path) -> tuple[str, dict]:
+    parts, fits_by_column, rows = ["<h2>Resources vs size</h2>"], {}, []
+    for column, name in RESOURCES.items():
+        if column not in table or table[column].notna().sum() < 3:
+            continue
+        fits = {value: power_fit(g["params"], g[column])
+                for value, g in (table.groupby(keys) if keys else [((), table)])}
+        fits_by_column[column] = fits
+        parts.append(_lines_plot(table, keys, column, name, out / f"resources_{column}.png",
+                                 fits))
+        rows += [[name, _label(keys, v), f.k, f.k_stderr, f.n]
+                 for v, f in fits.items() if f is not None]
+    parts.append(_table(["resource", "group", "k (∝ N^k)", "± stderr", "runs"], rows))
+    parts.append("<p>Peak memory is the process's peak RSS on CPU (CUDA's peak allocated on a "
+                 "GPU); for small models on CPU it is mostly the runtime itself, so k is near "
+                 "0 there. Wall time includes validation.</p>")
+    return "\n".join(parts), fits_by_column
+
+
+def stopping_rule(table: pd.DataFrame, y: str, target_loss: float | None,
+                  target_acc: float | None, bootstrap: int, costs: dict,
+                  cost_keys: list[str]) -> str:
+    """The smallest size predicted to reach each target, at the largest training-set size."""
+    if "train_size" in table and table["train_size"].notna().any():
+        table = table[table["train_size"] == table["train_size"].max()]
+    keys = [c for c in ("family",) if c in table and table[c].nunique() > 1]
+    chosen = ""
+    if target_loss is None and target_acc is None:
+        target_loss = 0.95 * float(table[y].min())
+        chosen = f" (the default: 5% below the best {y} measured, {table[y].min():.4g})"
+    questions = []
+    if target_loss is not None:
+        questions.append((y, target_loss, f"{y} ≤ {target_loss:.4g}{chosen}"))
+    if target_acc is not None and "val_acc" in table:
+        table = table.assign(val_err=1 - table["val_acc"])
+        questions.append(("val_err", 1 - target_acc, f"val_acc ≥ {target_acc:.4g}"))
+    rows = []
+    for column, target, text in questions:
+        try:
+            report = fit(table, x="params", y=column, law="power_offset", group_by=keys or None,
+                         target=target, bootstrap=bootstrap)
+        except FitError as e:
+            rows.append([text, "–", f"not fitted: {e}", "–", "–", "–"])
+            continue
+        for f in report.fits:
+            n = f.derived.get("target_x")
+            ci = (f.ci or {}).get("target_x") or [None, None]
+            # the resource laws of this group (keyed like resources(): family, train_size)
+            key = tuple(f.group.get(k, table[k].iloc[0]) for k in cost_keys)
+            cost = {c: fits.get(key) for c, fits in costs.items()}
+            largest = float(table["params"].max())
+            rows.append([text, _label(cost_keys, key), _fmt(n) if n else "unreachable (below E)",
+                         f"{_fmt(ci[0])} – {_fmt(ci[1])}",
+                         _fmt(cost["time_s"](n)) if n and cost.get("time_s") else "–",
+                         _fmt(cost["train_flops"](n)) if n and cost.get("train_flops") else "–"])
+            if n and n > 10 * largest:
+                rows[-1][2] += " (over 10x the largest run: a long extrapolation)"
+    return ("<h2>The stopping rule</h2>"
+            "<p>“Keep increasing size until the target is met”, answered from the fitted "
+            "law at the largest training-set size: the smallest size predicted to reach each "
+            f"target, with its 95% bootstrap interval ({bootstrap} resamples of whole "
+            "sizes), and the cost to train it from the resource laws above.</p>"
+            + _table(["target", "group", "params needed", "interval", "predicted time (s)",
+                      "predicted training FLOPs"], rows))
+
+
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>{title}</title><style>
+body {{ font-family: system-ui, sans-serif; max-width: 62rem; margin: 2rem auto; color: #222 }}
+table {{ border-collapse: collapse; margin: 0.8rem 0 }}
+td, th {{ border: 1px solid #ccc; padding: 0.25rem 0.6rem; font-size: 0.9rem }}
+img {{ max-width: 100%; display: block; margin: 0.5rem 0 }}
+</style></head><body>
+<h1>{title}</h1>
+<p>{summary}</p>
+{sections}
+</body></html>
+"""
+
+
+def build(table: pd.DataFrame, out: Path, title: str, y: str = "val_loss",
+          target_loss: float | None = None, target_acc: float | None = None,
+          bootstrap: int = 200) -> Path:
+    """Write `report.html` and its images into `out`; return the page's path."""
+    if "status" in table:
+        table = table[table["status"] == "completed"]
+    for column in ("params", y):
+        if column not in table:
+            raise SourceError(f"the runs have no {column!r} column; have {sorted(table)}")
+    if len(table) < 3:
+        raise SourceError(f"{len(table)} completed run(s); a report needs at least 3")
+    out.mkdir(parents=True, exist_ok=True)
+    keys = _groups(table)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        costs_html, costs = resources(table, keys, out)
+        sections = [performance(table, keys, out, y), generalisation(table, keys, out),
+                    costs_html,
+                    stopping_rule(table, y, target_loss, target_acc, bootstrap, costs, keys)]
+    sizes = f"{table['params'].nunique()} sizes ({table['params'].min():,.0f} to " \
+            f"{table['params'].max():,.0f} params)"
+    summary = f"{len(table)} completed runs, {sizes}; grouped by {', '.join(keys) or 'nothing'}."
+    page = PAGE.format(title=html.escape(title), summary=html.escape(summary),
+                       sections="\n".join(sections))
+    path = out / "report.html"
+    fd, tmp = tempfile.mkstemp(dir=out, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(page)
+    os.replace(tmp, path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="scalinglab-report", description=__doc__.split("\n")[0])
+    p.add_argument("source", help="a sweep directory, a table of runs, or wandb:ENTITY/PROJECT")
+    p.add_argument("--out", default=None, help="output directory (default: SOURCE/report)")
+    p.add_argument("--y", default="val_loss", help="the loss column (default: val_loss)")
+    p.add_argument("--target-loss", type=float, default=None)
+    p.add_argument("--target-acc", type=float, default=None)
+    p.add_argument("--bootstrap", type=int, default=200, help="resamples for the intervals")
+    args = p.parse_args(argv)
+    try:
+        table = load_table(args.source)
+        default = Path(args.source) / "report" if Path(args.source).is_dir() else None
+        out = Path(args.out) if args.out else default
+        if out is None:
+            raise SourceError("--out is needed when SOURCE is not a sweep directory")
+        path = build(table, out, f"Scaling report: {args.source}", args.y, args.target_loss,
+                     args.target_acc, args.bootstrap)
+    except (SourceError, FitError) as e:
+        print(f"scalinglab-report: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(f"report: {path}")
+
+
+if __name__ == "__main__":
+    main()
