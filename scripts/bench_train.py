@@ -8,7 +8,10 @@ runs from the first to the last training step with validation time taken out, as
 does no validation. Repeats alternate A B A B; the ratio is the median of paired ratios.
 
     python scripts/bench_train.py [--repeats 5] [--epochs 40] [--cases tiny,medium,cnn]
-                                  [--no-val] [--json]
+                                  [--no-val] [--compile] [--json]
+
+Both clocks start after the first step; --compile adds scalinglab with model.compile=true to
+the same repeats, with its first step (where it compiles) timed apart.
 """
 
 import argparse
@@ -35,11 +38,18 @@ LOG_EVERY = 50
 
 
 class TrainClock(pl.Callback):
-    """Training time from the first to the last step, with validation taken out."""
+    """Training time from the end of the first step to the last step, with validation taken
+    out; the first step (where torch.compile compiles) is timed on its own."""
 
     def on_train_start(self, trainer, pl_module):
         self.validation = 0.0
         self.t0 = time.perf_counter()
+        self.first_step_s = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.first_step_s is None:
+            self.first_step_s = time.perf_counter() - self.t0
+            self.t0 = time.perf_counter()
 
     def on_validation_start(self, trainer, pl_module):
         self.v0 = time.perf_counter()
@@ -51,9 +61,11 @@ class TrainClock(pl.Callback):
         self.seconds = time.perf_counter() - self.t0 - self.validation
 
 
-def make(case: str, epochs: int, batch: int, out: str, data_dir: str, no_val: bool = False):
+def make(case: str, epochs: int, batch: int, out: str, data_dir: str, no_val: bool = False,
+         compile: bool = False):
     overrides, _ = CASES[case]
     extra = ["+trainer.limit_val_batches=0"] if no_val else []
+    extra += ["model.compile=true"] if compile else []
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("train", overrides=[*overrides, f"data.batch_size={batch}",
                                           f"trainer.max_epochs={epochs}",
@@ -63,13 +75,14 @@ def make(case: str, epochs: int, batch: int, out: str, data_dir: str, no_val: bo
     return cfg
 
 
-def run_scalinglab(cfg, out: str) -> tuple[float, int]:
+def run_scalinglab(cfg, out: str) -> tuple[float, int, float]:
+    """Seconds for steps 2..N, that number of steps, and the first step's seconds."""
     pl.seed_everything(0, verbose=False)
     datamodule, module, trainer, _ = build(cfg, out)
     clock = TrainClock()
     trainer.callbacks.append(clock)
     trainer.fit(module, datamodule=datamodule)
-    return clock.seconds, trainer.global_step
+    return clock.seconds, trainer.global_step - 1, clock.first_step_s
 
 
 def run_raw(cfg, out: str, steps: int) -> float:
@@ -86,7 +99,7 @@ def run_raw(cfg, out: str, steps: int) -> float:
     g = torch.Generator().manual_seed(0)
     t0 = time.perf_counter()
     step = 0
-    while step < steps:
+    while step < steps + 1:  # the clock starts after the first step, as on our side
         order = torch.randperm(n, generator=g)[: per_epoch * bs].view(per_epoch, bs)
         for idx in order:
             loss = F.cross_entropy(model(x[idx]), y[idx])
@@ -97,7 +110,9 @@ def run_raw(cfg, out: str, steps: int) -> float:
             if step % LOG_EVERY == 0:
                 loss.item()
             step += 1
-            if step == steps:
+            if step == 1:
+                t0 = time.perf_counter()
+            if step == steps + 1:
                 break
     return time.perf_counter() - t0
 
@@ -121,6 +136,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--no-val", action="store_true",
                    help="turn validation off on the scalinglab side (default: on, off the clock)")
+    p.add_argument("--compile", action="store_true",
+                   help="also time scalinglab with model.compile=true, in the same repeats")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -128,18 +145,31 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for case in args.cases.split(","):
             batch = CASES[case][1] * (4 if torch.cuda.is_available() else 1)
-            raw_sps, ours_sps = [], []
+            raw_sps, ours_sps, compiled_sps, compile_s = [], [], [], []
             for r in range(args.repeats):
                 out = str(Path(tmp) / f"{case}-{r}")
                 cfg = make(case, args.epochs, batch, out, str(Path(tmp) / "data"), args.no_val)
-                seconds, steps = run_scalinglab(cfg, out)
+                seconds, steps, _ = run_scalinglab(cfg, out)
                 ours_sps.append(steps / seconds)
                 raw_sps.append(steps / run_raw(cfg, out + "-raw", steps))
+                if args.compile:
+                    cfg = make(case, args.epochs, batch, out + "-c", str(Path(tmp) / "data"),
+                               args.no_val, compile=True)
+                    seconds, steps, first = run_scalinglab(cfg, out + "-c")
+                    compiled_sps.append(steps / seconds)
+                    compile_s.append(first)
             ratios = [o / r for o, r in zip(ours_sps, raw_sps, strict=True)]
-            results.append({"name": case, "batch": batch, "steps": steps,
-                            "raw_steps_per_s": statistics.median(raw_sps),
-                            "scalinglab_steps_per_s": statistics.median(ours_sps),
-                            "ratio": statistics.median(ratios)})
+            result = {"name": case, "batch": batch, "steps": steps,
+                      "raw_steps_per_s": statistics.median(raw_sps),
+                      "scalinglab_steps_per_s": statistics.median(ours_sps),
+                      "ratio": statistics.median(ratios)}
+            if args.compile:
+                result.update(
+                    compiled_steps_per_s=statistics.median(compiled_sps),
+                    compile_speedup=statistics.median(
+                        c / o for c, o in zip(compiled_sps, ours_sps, strict=True)),
+                    compile_first_step_s=compile_s[0])  # cold; later repeats reuse the code
+            results.append(result)
     if args.json:
         print(json.dumps({"cases": results}))
         return
@@ -149,6 +179,10 @@ def main() -> None:
         print(f"  {r['name']:>7} (batch {r['batch']}, {r['steps']} steps): raw "
               f"{r['raw_steps_per_s']:8.1f}  scalinglab {r['scalinglab_steps_per_s']:8.1f}  "
               f"ratio {r['ratio']:.3f}")
+        if "compile_speedup" in r:
+            print(f"  {'':>7} model.compile=true: {r['compiled_steps_per_s']:8.1f} steps/s, "
+                  f"x{r['compile_speedup']:.2f} vs eager; first step of the first repeat "
+                  f"(compiling) {r['compile_first_step_s']:.1f} s")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,10 @@ class Classifier(pl.LightningModule):
             raise ConfigError(f"module.lr must be > 0, got {lr}")
         if not 0.0 <= warmup_frac < 1.0:
             raise ConfigError(f"module.warmup_frac must be in [0, 1), got {warmup_frac}")
-        self.model = model
+        # With model.compile the compiled wrapper runs the steps, but only the eager module is a
+        # submodule: checkpoints keep the same keys with and without compile and resume each other.
+        self.model = getattr(model, "_orig_mod", model)
+        self.__dict__["run_model"] = model
         self.lr, self.weight_decay, self.betas = lr, weight_decay, tuple(betas)
         self.warmup_frac, self.min_lr_ratio = warmup_frac, min_lr_ratio
         self.log_every_n_steps = log_every_n_steps
@@ -38,7 +41,7 @@ class Classifier(pl.LightningModule):
                                       for _ in EVAL_SPLITS)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.model(x)
+        return self.run_model(x)
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
         # Our batches already live on the device (data/tensors.py); Lightning's generic
@@ -49,7 +52,7 @@ class Classifier(pl.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
-        loss = F.cross_entropy(self.model(x), y)
+        loss = F.cross_entropy(self.run_model(x), y)
         self.global_batch = len(x) * self.trainer.world_size
         # Each self.log costs ~0.4 ms; logging every step would dominate small models.
         if self.global_step % self.log_every_n_steps == 0:
@@ -60,7 +63,7 @@ class Classifier(pl.LightningModule):
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int,
                         dataloader_idx: int = 0) -> None:
         x, y = batch
-        logits = self.model(x)
+        logits = self.run_model(x)
         self.eval_loss[dataloader_idx].update(F.cross_entropy(logits, y), weight=len(y))
         self.eval_acc[dataloader_idx].update(logits, y)
 

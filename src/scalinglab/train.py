@@ -100,6 +100,8 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*fit\\(ckpt_path=None\\)` was called without")
     warnings.filterwarnings("ignore", message='.*fit\\(ckpt_path="last"\\) is set, but there')
     warnings.filterwarnings("ignore", message="You have overridden `transfer_batch_to_device`")
+    # Outside SLURM we do not want srun (hydra/launcher=slurm is how jobs get there).
+    warnings.filterwarnings("ignore", message="The `srun` command is available on your system")
     # DeviceBatches derives its position from the global step, so mid-epoch resumes are exact.
     warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
 
@@ -115,8 +117,10 @@ def train(cfg: DictConfig, output_dir: str, job: dict | None = None) -> dict:
     """Train one configuration (resuming its checkpoint, if any) and return its run record."""
     job_start = time.perf_counter()
     import lightning.pytorch as pl
+    import torch
 
     _quiet_lightning()
+    torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, module, trainer, recorder = build(cfg, output_dir, job, job_start)
     if cfg.force and trainer.is_global_zero:  # start over: Lightning would resume last.ckpt

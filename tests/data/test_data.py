@@ -73,3 +73,24 @@ def test_eval_batches_cover_everything_once():
     x = torch.arange(23).float()
     got = torch.cat([b[0] for b in DeviceBatches(x, x.long(), 10, shuffle=False)])
     assert torch.equal(got, x)
+
+
+def test_placement_is_checked_and_auto_keeps_cpu_data_in_place(data_dir):
+    with pytest.raises(ConfigError, match="data.placement must be one of"):
+        MNIST1D(data_dir=str(data_dir), placement="gpu")
+    from scalinglab.data.tensors import fits_on
+
+    assert fits_on(torch.device("cpu"), torch.zeros(10**6))
+
+
+def test_host_placement_streams_the_same_batches_to_the_device():
+    # "meta" stands in for a GPU: the host-resident iterator must copy every batch there,
+    # drawing exactly the batches the device-resident one draws.
+    x, y = torch.arange(64.0).view(32, 2), torch.arange(32)
+    on_device = list(DeviceBatches(x, y, 8, True, seed=3))
+    streamed = list(DeviceBatches(x, y, 8, True, seed=3, device=torch.device("meta")))
+    assert len(streamed) == len(on_device) == 4
+    assert all(bx.device.type == "meta" and by.device.type == "meta" for bx, by in streamed)
+    assert [tuple(bx.shape) for bx, _ in streamed] == [tuple(bx.shape) for bx, _ in on_device]
+    host = [bx for bx, _ in DeviceBatches(x, y, 8, True, seed=3, device=torch.device("cpu"))]
+    assert all(torch.equal(a, b) for a, (b, _) in zip(host, on_device, strict=True))

@@ -125,3 +125,26 @@ def test_cnn_2d_flops_exact(shape, depth, width):
     model = build_model("cnn", depth, shape, 10, width=width)
     assert forward_flops_per_example(model, torch.randn(1, *shape)) == \
         cnn_2d_flops(shape, depth, width)
+
+
+def test_compile_runs_compiled_but_saves_and_counts_the_eager_module():
+    from scalinglab.module import Classifier
+
+    eager = Classifier(build_model("cnn", 2, MNIST1D, 10, width=8), 10)
+    compiled = Classifier(build_model("cnn", 2, MNIST1D, 10, width=8, compile=True), 10)
+    assert type(compiled.run_model).__name__ == "OptimizedModule"
+    assert compiled.model is compiled.run_model._orig_mod
+    # the same checkpoint keys, so compiled and eager runs resume each other
+    assert list(compiled.state_dict()) == list(eager.state_dict())
+    assert count_params(compiled.model) == count_params(eager.model)
+    example = torch.randn(1, *MNIST1D)
+    assert forward_flops_per_example(compiled.run_model, example) == \
+        forward_flops_per_example(eager.model, example)
+
+
+def test_compile_and_placement_do_not_change_a_jobs_identity(make_cfg):
+    from scalinglab.identity import identity
+
+    base = identity(make_cfg())
+    assert identity(make_cfg("model.compile=true", "data.placement=host")) == base
+    assert identity(make_cfg("model.width=7")) != base

@@ -22,6 +22,7 @@ from scalinglab.models import count_params
 
 def forward_flops_per_example(model: torch.nn.Module, example: torch.Tensor) -> int:
     """FLOPs of one forward pass on one example, counted by torch's flop counter."""
+    model = getattr(model, "_orig_mod", model)  # count the eager module, not a compiled one
     was_training = model.training
     model.eval()
     try:

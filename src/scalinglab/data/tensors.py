@@ -1,6 +1,9 @@
 """Datasets that fit in memory, kept as tensors on the training device.
 
-Batches come from a per-epoch random permutation: no workers, no per-sample collation. Under
+Batches come from a per-epoch random permutation: no workers, no per-sample collation. A
+dataset too large for the device's memory stays in host memory instead (`data.placement=host`,
+or `auto` when it would take over half of the GPU's free memory) and each batch is copied to
+the device as it is drawn, by the same iterator, so the batches and resumption are the same. Under
 DDP each rank takes a disjoint, equal shard of every epoch's permutation (as DistributedSampler
 does); the configured batch size is GLOBAL and is split evenly across ranks. The last partial
 global batch of an epoch is dropped, so every rank runs the same number of steps.
@@ -14,6 +17,17 @@ from torch import Tensor
 
 from scalinglab import ConfigError
 
+PLACEMENTS = ("auto", "device", "host")
+
+
+def fits_on(device: torch.device, *tensors: Tensor) -> bool:
+    """`placement=auto`: on a GPU when the data takes under half its free memory; always on
+    the CPU, where the data is in host memory anyway."""
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return sum(t.nbytes for t in tensors) < 0.5 * free
+
 
 class DeviceBatches:
     """An epoch iterator over tensors already on the device.
@@ -26,8 +40,9 @@ class DeviceBatches:
     def __init__(self, x: Tensor, y: Tensor, batch_size: int, shuffle: bool, seed: int = 0,
                  rank: int = 0, world_size: int = 1,
                  step_fn: Callable[[], int] | None = None,
-                 transform: Callable[[Tensor], Tensor] | None = None) -> None:
-        self.x, self.y, self.transform = x, y, transform
+                 transform: Callable[[Tensor], Tensor] | None = None,
+                 device: torch.device | None = None) -> None:
+        self.x, self.y, self.transform, self.device = x, y, transform, device
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.rank, self.world_size = rank, world_size
         self.step_fn, self.epochs_started = step_fn, 0
@@ -55,6 +70,9 @@ class DeviceBatches:
         else:
             batches = ((self.x[i : i + self.batch_size], self.y[i : i + self.batch_size])
                        for i in range(0, n, self.batch_size))
+        if self.device is not None and self.device != self.x.device:  # host placement
+            batches = ((x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True))
+                       for x, y in batches)
         if self.transform is None:
             yield from batches
         else:
@@ -76,8 +94,10 @@ class TensorDataModule(pl.LightningDataModule):
 
     def __init__(self, batch_size: int = 128, train_size: int | None = None,
                  eval_batch_size: int = 1024, subset_seed: int = 0,
-                 data_dir: str = "data") -> None:
+                 data_dir: str = "data", placement: str = "auto") -> None:
         super().__init__()
+        if placement not in PLACEMENTS:
+            raise ConfigError(f"data.placement must be one of {PLACEMENTS}, got {placement!r}")
         if batch_size < 1:
             raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
         if train_size is not None and train_size < 1:
@@ -87,7 +107,8 @@ class TensorDataModule(pl.LightningDataModule):
                               f"{self.train_pool} training examples of {self.name}")
         self.batch_size, self.train_size = batch_size, train_size
         self.eval_batch_size, self.subset_seed = eval_batch_size, subset_seed
-        self.data_dir = data_dir
+        self.data_dir, self.placement = data_dir, placement
+        self.device: torch.device = torch.device("cpu")  # where training runs
         self.x_train = self.y_train = self.x_val = self.y_val = None
 
     def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -107,9 +128,12 @@ class TensorDataModule(pl.LightningDataModule):
             g = torch.Generator().manual_seed(self.subset_seed)
             keep = torch.randperm(len(x_train), generator=g)[: self.train_size]
             x_train, y_train = x_train[keep], y_train[keep]
-        device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
-        self.x_train, self.y_train = x_train.to(device), y_train.to(device)
-        self.x_val, self.y_val = x_val.to(device), y_val.to(device)
+        self.device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
+        on_device = (self.placement == "device" or self.placement == "auto"
+                     and fits_on(self.device, x_train, y_train, x_val, y_val))
+        home = self.device if on_device else torch.device("cpu")
+        self.x_train, self.y_train = x_train.to(home), y_train.to(home)
+        self.x_val, self.y_val = x_val.to(home), y_val.to(home)
 
     @property
     def world_size(self) -> int:
@@ -126,7 +150,8 @@ class TensorDataModule(pl.LightningDataModule):
         seed = torch.initial_seed() % (2**31)  # follows seed_everything(cfg.seed)
         step_fn = (lambda: self.trainer.global_step) if self.trainer else None
         batches = DeviceBatches(self.x_train, self.y_train, self.per_rank_batch(), True, seed,
-                                rank, self.world_size, step_fn, self.train_transform)
+                                rank, self.world_size, step_fn, self.train_transform,
+                                self.device)
         if len(batches) == 0:
             raise ConfigError(f"data.batch_size={self.batch_size} is larger than the "
                               f"{len(self.x_train)} training examples")
@@ -139,13 +164,14 @@ class TensorDataModule(pl.LightningDataModule):
         n = min(len(self.x_train), len(self.x_val))
         r, w = (self.trainer.global_rank if self.trainer else 0), self.world_size
         return [DeviceBatches(self.x_val[r::w], self.y_val[r::w], self.eval_batch_size, False,
-                              transform=self.eval_transform),
+                              transform=self.eval_transform, device=self.device),
                 DeviceBatches(self.x_train[:n][r::w], self.y_train[:n][r::w],
-                              self.eval_batch_size, False, transform=self.eval_transform)]
+                              self.eval_batch_size, False, transform=self.eval_transform,
+                              device=self.device)]
 
     def example(self) -> Tensor | None:
         """One validation input, as the model sees it (for counting FLOPs)."""
         if self.x_val is None:
             return None
-        x = self.x_val[:1]
+        x = self.x_val[:1].to(self.device)
         return self.eval_transform(x) if self.eval_transform else x

@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from scalinglab import ConfigError
@@ -45,9 +46,11 @@ def build_model(
     target_params: int | None = None,
     activation: str = "relu",
     dropout: float = 0.0,
+    compile: bool = False,
     **family_kwargs,
 ) -> nn.Module:
-    """Build `family` at `depth` x `width`, or solve the width from `target_params`.
+    """Build `family` at `depth` x `width`, or solve the width from `target_params`;
+    `compile` wraps it in torch.compile (attributes and parameters stay the module's).
 
     Raises ConfigError, naming the `model.*` key, on any bad value.
     """
@@ -70,7 +73,7 @@ def build_model(
     model = FAMILIES[family].cls(input_shape, num_classes, depth, int(width), activation, dropout,
                                  **family_kwargs)
     model.family, model.depth, model.width = family, depth, int(width)
-    return model
+    return torch.compile(model) if compile else model
 
 
 def count_params(model: nn.Module) -> int:
