@@ -26,8 +26,9 @@ LONG = ["model=cnn", "model.width=16", "model.dropout=0.1", "trainer.max_epochs=
 def cluster_up() -> bool:
     if shutil.which("sinfo") is None:
         return False
+    # a controller that answers: the cluster is up, even when its node is busy
     state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
-    return state.returncode == 0 and state.stdout.split()[:1] in (["idle"], ["mixed"])
+    return state.returncode == 0 and bool(state.stdout.split())
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,16 @@ def cluster():
     yield
     if started:
         subprocess.run(["bash", str(SCRIPTS / "stop_cluster.sh")], check=False)
+
+
+@pytest.fixture
+def sweep(cluster, tmp_path):
+    """The test's sweep directory; its SLURM jobs are cancelled afterwards, so a failed test
+    leaves no requeued job behind to compete with the next one."""
+    path = tmp_path / "sweep"
+    yield path
+    for job in {j.split("_")[0] for j in job_ids(path)} if path.exists() else ():
+        subprocess.run(["scancel", job], check=False)
 
 
 def sweep_cmd(sweep: Path, *overrides: str) -> list[str]:
@@ -92,8 +103,7 @@ def preempt_when_training(proc: subprocess.Popen, sweep: Path) -> str:
     return job
 
 
-def test_grid_runs_as_a_job_array(cluster, tmp_path, cli_env):
-    sweep = tmp_path / "sweep"
+def test_grid_runs_as_a_job_array(sweep, tmp_path, cli_env):
     result = subprocess.run(sweep_cmd(sweep, "model.width=8,16", "trainer.max_epochs=1",
                                       "trainer.enable_progress_bar=false"),
                             env=cli_env, cwd=tmp_path, capture_output=True, text=True,
@@ -109,8 +119,7 @@ def test_grid_runs_as_a_job_array(cluster, tmp_path, cli_env):
     assert (sweep / "runs.csv").exists()
 
 
-def test_ddp_uses_slurm_tasks_and_spawns_nothing(cluster, tmp_path, cli_env):
-    sweep = tmp_path / "sweep"
+def test_ddp_uses_slurm_tasks_and_spawns_nothing(sweep, tmp_path, cli_env):
     # two tasks of one CPU each: the whole of a 2-core node
     result = subprocess.run(sweep_cmd(sweep, "trainer=ddp_cpu", "trainer.devices=2",
                                       "hydra.launcher.cpus_per_task=1", "trainer.max_epochs=1",
@@ -128,13 +137,13 @@ def test_ddp_uses_slurm_tasks_and_spawns_nothing(cluster, tmp_path, cli_env):
     assert "Starting 1 processes" not in job_log  # our own launcher never ran
 
 
-def test_preempted_job_is_requeued_and_resumes_exactly(cluster, tmp_path, cli_env):
+def test_preempted_job_is_requeued_and_resumes_exactly_in_the_same_run(sweep, tmp_path, cli_env):
     reference = run_cli(["scalinglab-train", *LONG, f"hydra.run.dir={tmp_path / 'full'}"],
                         cli_env, tmp_path)
     assert reference.returncode == 0, reference.stderr[-2000:]
 
-    sweep = tmp_path / "sweep"
-    proc = subprocess.Popen(sweep_cmd(sweep, *LONG), env=cli_env, cwd=tmp_path,
+    env = {**cli_env, "WANDB_MODE": "offline"}  # a real W&B run, written to disk
+    proc = subprocess.Popen(sweep_cmd(sweep, *LONG, "logger=wandb"), env=env, cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     job = preempt_when_training(proc, sweep)
     out, _ = proc.communicate(timeout=600)
@@ -145,6 +154,10 @@ def test_preempted_job_is_requeued_and_resumes_exactly(cluster, tmp_path, cli_en
     assert "preempted by SIGUSR2" in log and "Requeued job" in log
     assert "resuming from" in log and "interrupted.ckpt" in log
     assert sacct_states(job, attempts=True) == ["REQUEUED", "COMPLETED"]
+    # both attempts logged to the same W&B run
+    run_id = (job_dir / "wandb_id").read_text()
+    attempts = sorted(p.name for p in (job_dir / "wandb").glob("offline-run-*"))
+    assert len(attempts) == 2 and all(name.endswith(run_id) for name in attempts)
     a = json.loads((tmp_path / "full" / "run.json").read_text())
     (b,) = records(sweep)
     assert b["status"] == "completed" and b["steps"] == a["steps"]
@@ -153,8 +166,7 @@ def test_preempted_job_is_requeued_and_resumes_exactly(cluster, tmp_path, cli_en
         assert b[key] == pytest.approx(a[key], rel=1e-6, abs=1e-7), key
 
 
-def test_preempted_ddp_job_resumes_on_both_ranks(cluster, tmp_path, cli_env):
-    sweep = tmp_path / "sweep"
+def test_preempted_ddp_job_resumes_on_both_ranks(sweep, tmp_path, cli_env):
     proc = subprocess.Popen(sweep_cmd(sweep, *LONG, "trainer=ddp_cpu", "trainer.devices=2",
                                       "hydra.launcher.cpus_per_task=1"),
                             env=cli_env, cwd=tmp_path, stdout=subprocess.PIPE,
@@ -171,9 +183,8 @@ def test_preempted_ddp_job_resumes_on_both_ranks(cluster, tmp_path, cli_env):
     assert sacct_states(job, attempts=True) == ["REQUEUED", "COMPLETED"]
 
 
-def test_job_out_of_requeues_is_recorded_failed(cluster, tmp_path, cli_env):
+def test_job_out_of_requeues_is_recorded_failed(sweep, tmp_path, cli_env):
     # timeout_min under 10: submitit counts every signal as a time-out, and 0 are allowed
-    sweep = tmp_path / "sweep"
     proc = subprocess.Popen(sweep_cmd(sweep, *LONG, "hydra.launcher.timeout_min=5",
                                       "hydra.launcher.max_num_timeout=0"),
                             env=cli_env, cwd=tmp_path, stdout=subprocess.PIPE,

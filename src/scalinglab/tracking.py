@@ -106,7 +106,10 @@ def finish_run(exit_code: int = 0) -> None:
 
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:
-        wandb.finish(exit_code=exit_code)
+        try:
+            wandb.finish(exit_code=exit_code)
+        except Exception as e:  # e.g. its service was killed: never mask how the job ended
+            log.warning("W&B run not finished cleanly: %s: %s", type(e).__name__, e)
 
 
 def to_row(name: str, group: str | None, config: dict, summary: dict) -> dict:

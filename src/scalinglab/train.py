@@ -200,6 +200,7 @@ def main(cfg: DictConfig) -> dict | None:
     except Preempted as preempted:
         log.warning("%s: checkpoint saved in %s/checkpoints; submitit requeues the job",
                     preempted, output_dir)
+        finish_run()  # now: SLURM stops every process of the job (W&B's too) once requeued
         try:
             preempted.requeue()
         except Exception as refused:  # submitit's UncompletedJobError: requeued too often
