@@ -210,8 +210,13 @@ def stopping_rule(table: pd.DataFrame, y: str, target_loss: float | None,
             key = tuple(f.group.get(k, table[k].iloc[0]) for k in cost_keys)
             cost = {c: fits.get(key) for c, fits in costs.items()}
             largest = float(table["params"].max())
+            # the interval covers the resamples that reach the target; say how many do
+            frac = f.derived.get("target_reachable_frac")
+            interval = f"{_fmt(ci[0])} – {_fmt(ci[1])}" if n else "–"
+            if frac is not None and frac < 1:
+                interval += f" ({frac:.0%} of resamples reach it)"
             rows.append([text, _label(cost_keys, key), _fmt(n) if n else "unreachable (below E)",
-                         f"{_fmt(ci[0])} – {_fmt(ci[1])}",
+                         interval,
                          _fmt(cost["time_s"](n)) if n and cost.get("time_s") else "–",
                          _fmt(cost["train_flops"](n)) if n and cost.get("train_flops") else "–"])
             if n and n > 10 * largest:
