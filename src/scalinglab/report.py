@@ -195,7 +195,7 @@ def stopping_rule(table: pd.DataFrame, y: str, target_loss: float | None,
     if target_acc is not None and "val_acc" in table:
         table = table.assign(val_err=1 - table["val_acc"])
         questions.append(("val_err", 1 - target_acc, f"val_acc ≥ {target_acc:.4g}"))
-    rows = []
+    rows, largest = [], float(table["params"].max())
     for column, target, text in questions:
         try:
             report = fit(table, x="params", y=column, law="power_offset", group_by=keys or None,
@@ -208,19 +208,17 @@ def stopping_rule(table: pd.DataFrame, y: str, target_loss: float | None,
             ci = (f.ci or {}).get("target_x") or [None, None]
             # the resource laws of this group (keyed like resources(): family, train_size)
             key = tuple(f.group.get(k, table[k].iloc[0]) for k in cost_keys)
-            cost = {c: fits.get(key) for c, fits in costs.items()}
-            largest = float(table["params"].max())
+            predicted = [_fmt(law(n)) if n and (law := costs.get(c, {}).get(key)) else "–"
+                         for c in ("time_s", "train_flops")]
+            needed = _fmt(n) if n else "unreachable (below E)"
+            if n and n > 10 * largest:
+                needed += " (over 10x the largest run: a long extrapolation)"
             # the interval covers the resamples that reach the target; say how many do
             frac = f.derived.get("target_reachable_frac")
             interval = f"{_fmt(ci[0])} – {_fmt(ci[1])}" if n else "–"
             if frac is not None and frac < 1:
                 interval += f" ({frac:.0%} of resamples reach it)"
-            rows.append([text, _label(cost_keys, key), _fmt(n) if n else "unreachable (below E)",
-                         interval,
-                         _fmt(cost["time_s"](n)) if n and cost.get("time_s") else "–",
-                         _fmt(cost["train_flops"](n)) if n and cost.get("train_flops") else "–"])
-            if n and n > 10 * largest:
-                rows[-1][2] += " (over 10x the largest run: a long extrapolation)"
+            rows.append([text, _label(cost_keys, key), needed, interval, *predicted])
     return ("<h2>The stopping rule</h2>"
             "<p>“Keep increasing size until the target is met”, answered from the fitted "
             "law at the largest training-set size: the smallest size predicted to reach each "

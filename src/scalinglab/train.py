@@ -165,10 +165,10 @@ def _record_failure(cfg: DictConfig, output_dir: str, job: dict, error: BaseExce
     `overwrite` keeps the recorder's record but replaces its reason."""
     path = Path(output_dir) / records.RECORD_NAME
     reason = f"{type(error).__name__}: {error}"
-    if path.exists() and records.read_record(path).get("identity") == job["identity"]:
+    previous = records.read_record(path) if path.exists() else {}
+    if previous.get("identity") == job["identity"]:
         if overwrite:
-            records.write_record(output_dir, {**records.read_record(path), "status": "failed",
-                                              "reason": reason})
+            records.write_record(output_dir, {**previous, "status": "failed", "reason": reason})
         return
     records.write_record(output_dir, {
         "status": "failed", "reason": reason,

@@ -110,18 +110,22 @@ class TensorDataModule(pl.LightningDataModule):
         self.data_dir, self.placement = data_dir, placement
         self.device: torch.device = torch.device("cpu")  # where training runs
         self.x_train = self.y_train = self.x_val = self.y_val = None
+        self._prepared: tuple[Tensor, ...] | None = None
 
     def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Return (x_train, y_train, x_val, y_val) as CPU tensors."""
         raise NotImplementedError
 
     def prepare_data(self) -> None:
-        self.load()  # generates and caches once, on rank 0, before the ranks set up
+        # Generates and caches (or downloads) once, on rank 0, before the ranks set up. This
+        # process keeps what it read, so its setup does not read it a second time.
+        self._prepared = self.load()
 
     def setup(self, stage: str | None = None) -> None:
         if self.x_train is not None:
             return
-        x_train, y_train, x_val, y_val = self.load()
+        x_train, y_train, x_val, y_val = self._prepared or self.load()
+        self._prepared = None
         if self.train_size is not None:
             # A fixed permutation, independent of the training seed: for one subset_seed, a
             # smaller train_size is always a subset of a larger one (nested data axis).

@@ -98,19 +98,18 @@ class VisionData(TensorDataModule):
             out += [x, torch.as_tensor(d.targets, dtype=torch.long)]
         return tuple(out)
 
-    def _normalise(self, x: Tensor) -> Tensor:
+    def eval_transform(self, x: Tensor) -> Tensor:
+        """Scale to [0, 1] and normalise with the dataset's per-channel mean and std."""
         if self._stats is None or self._stats[0].device != x.device:
             self._stats = tuple(torch.tensor(v, device=x.device).view(1, -1, 1, 1)
                                 for v in (self.spec.mean, self.spec.std))
         mean, std = self._stats
         return (x.float() / 255 - mean) / std
 
-    def eval_transform(self, x: Tensor) -> Tensor:
-        return self._normalise(x)
-
     def train_transform(self, x: Tensor) -> Tensor:
+        """Augment (when configured), then normalise as for evaluation."""
         if self.crop_padding:
             x = random_crop(x, self.crop_padding)
         if self.flip:
             x = random_flip(x)
-        return self._normalise(x)
+        return self.eval_transform(x)
