@@ -45,17 +45,24 @@ class TrainClock(pl.Callback):
         self.validation = 0.0
         self.t0 = time.perf_counter()
         self.first_step_s = None
+        # The whole validation loop is off the clock (eval mode, its loaders, its hooks and
+        # logging): the raw loop does not validate.
+        loop = trainer.fit_loop.epoch_loop.val_loop
+        run = loop.run
+
+        def timed_run():
+            v0 = time.perf_counter()
+            try:
+                return run()
+            finally:
+                self.validation += time.perf_counter() - v0
+
+        loop.run = timed_run
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if self.first_step_s is None:
             self.first_step_s = time.perf_counter() - self.t0
             self.t0 = time.perf_counter()
-
-    def on_validation_start(self, trainer, pl_module):
-        self.v0 = time.perf_counter()
-
-    def on_validation_end(self, trainer, pl_module):
-        self.validation += time.perf_counter() - self.v0
 
     def on_train_end(self, trainer, pl_module):
         self.seconds = time.perf_counter() - self.t0 - self.validation

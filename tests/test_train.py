@@ -59,6 +59,8 @@ def test_divergence_stops_the_job_and_is_recorded(make_cfg):
     ("model.width=0", "model.width"),
     ("data.train_size=999999", "data.train_size"),
     ("module.lr=-1", "module.lr"),
+    ("module.call_ms=-1", "module.call_ms"),
+    ("+trainer.accumulate_grad_batches=2", "trainer.accumulate_grad_batches"),
 ])
 def test_bad_config_fails_before_training(make_cfg, override, key):
     cfg = make_cfg(override)

@@ -18,6 +18,7 @@ RUN_MANAGEMENT_KEYS = (
     "trainer.default_root_dir", "trainer.enable_progress_bar", "trainer.enable_model_summary",
     "trainer.enable_checkpointing", "trainer.log_every_n_steps", "module.log_every_n_steps",
     "model.compile", "matmul_precision",  # the same numbers up to rounding, faster or not
+    "module.call_ms",  # how many steps a Lightning call runs: the same steps either way
 )
 
 

@@ -2,13 +2,23 @@
 
 AdamW with linear warmup then cosine decay, sized to the run's own number of optimizer steps
 (a schedule longer than the run inflates the loss of small budgets and biases the fitted law).
+
+Each `training_step` call runs optimizer steps on the epoch's next batches for `call_ms` of wall
+time: Lightning's per-call machinery (~0.5 ms on a CPU) costs as much as a small model's whole
+step, and a scaling study trains many small models. The batches, the updates and so the
+results are the same for any `call_ms`; `call_ms=0` is one step per call, Lightning's rhythm.
 """
 
 import math
+import time
+from collections.abc import Iterator
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.plugins.precision import HalfPrecision, MixedPrecision, Precision
+from lightning.pytorch.strategies import SingleDeviceStrategy
+from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
@@ -22,7 +32,9 @@ class Classifier(pl.LightningModule):
     def __init__(self, model: nn.Module, num_classes: int, lr: float = 1e-3,
                  weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
                  warmup_frac: float = 0.05, min_lr_ratio: float = 0.0,
-                 log_every_n_steps: int = 50) -> None:
+                 log_every_n_steps: int = 50, call_ms: float = 50.0,
+                 gradient_clip_val: float | None = None,
+                 gradient_clip_algorithm: str = "norm") -> None:
         super().__init__()
         if lr <= 0:
             raise ConfigError(f"module.lr must be > 0, got {lr}")
@@ -35,6 +47,15 @@ class Classifier(pl.LightningModule):
         self.lr, self.weight_decay, self.betas = lr, weight_decay, tuple(betas)
         self.warmup_frac, self.min_lr_ratio = warmup_frac, min_lr_ratio
         self.log_every_n_steps = log_every_n_steps
+        if call_ms < 0:
+            raise ConfigError(f"module.call_ms must be >= 0, got {call_ms}")
+        self.call_s = call_ms / 1000
+        # Lightning's Trainer(gradient_clip_val=...) is for its automatic loop; train.build
+        # hands those settings over to us, and clip_gradients applies them the same way.
+        self.gradient_clip_val, self.gradient_clip_algorithm = (gradient_clip_val,
+                                                                gradient_clip_algorithm)
+        self.automatic_optimization = False  # training_step runs the optimizer steps itself
+        self.plain_backward = False  # set in on_train_start
         self.global_batch = 0  # examples per optimizer step, all ranks together
         self.eval_loss = nn.ModuleList(MeanMetric() for _ in EVAL_SPLITS)
         self.eval_acc = nn.ModuleList(MulticlassAccuracy(num_classes, average="micro")
@@ -59,15 +80,57 @@ class Classifier(pl.LightningModule):
             return batch
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        x, y = batch
-        loss = F.cross_entropy(self.run_model(x), y)
-        self.global_batch = len(x) * self.trainer.world_size
-        # Each self.log costs ~0.4 ms; logging every step would dominate small models.
-        if self.global_step % self.log_every_n_steps == 0:
-            self.log_dict({"train/loss": loss.detach(), "trainer/examples_seen":
-                           float(self.global_step * self.global_batch)})
-        return loss
+    def on_train_start(self) -> None:
+        # manual_backward dispatches Lightning's before/after-backward hooks to every callback
+        # (~0.1 ms a step on a CPU). Where nothing implements them and neither the strategy nor
+        # the precision adds to backward (one device, no loss scaling), loss.backward() is the
+        # same computation.
+        trainer, hooks = self.trainer, ("on_before_backward", "on_after_backward")
+        self.plain_backward = (
+            type(trainer.strategy) is SingleDeviceStrategy
+            and type(trainer.precision_plugin) in (Precision, MixedPrecision, HalfPrecision)
+            and getattr(trainer.precision_plugin, "scaler", None) is None
+            and not any(is_overridden(hook, self, pl.LightningModule)
+                        for hook in (*hooks, "backward"))
+            and not any(is_overridden(hook, callback, pl.Callback)
+                        for callback in trainer.callbacks for hook in hooks))
+
+    def training_step(self, dataloader_iter: Iterator) -> Tensor | None:
+        """Optimizer steps on the epoch's next batches for `call_ms`; returns their mean loss."""
+        opt, sched, trainer = self.optimizers(), self.lr_schedulers(), self.trainer
+        # Under DDP one step a call: each backward needs its own forward through DDP's wrapper.
+        one_step = trainer.world_size > 1
+        last_step = trainer.max_steps if trainer.max_steps >= 0 else math.inf
+        deadline = time.perf_counter() + self.call_s
+        losses = []
+        for (x, y), _, _ in dataloader_iter:
+            loss = F.cross_entropy(self.run_model(x), y)
+            opt.zero_grad(set_to_none=True)
+            if self.plain_backward:
+                loss.backward()
+            else:
+                self.manual_backward(loss)
+            if self.gradient_clip_val:
+                self.clip_gradients(opt, self.gradient_clip_val, self.gradient_clip_algorithm)
+            opt.step()
+            sched.step()
+            losses.append(loss.detach())
+            self.global_batch = len(x) * trainer.world_size
+            step = self.global_step
+            if step % self.log_every_n_steps == 0:
+                self._log_train(loss, step, sched.get_last_lr()[0])
+            if (one_step or dataloader_iter.done or step >= last_step
+                    or time.perf_counter() > deadline):
+                break
+        return torch.stack(losses).mean() if losses else None
+
+    def _log_train(self, loss: Tensor, step: int, lr: float) -> None:
+        # Straight to the loggers, at exactly every n-th step: Lightning flushes step metrics
+        # on its own count of calls, and a call here is many steps.
+        metrics = {"train/loss": loss.item(), "train/lr": lr,
+                   "trainer/examples_seen": float(step * self.global_batch)}
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step=step)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int,
                         dataloader_idx: int = 0) -> None:
@@ -82,8 +145,10 @@ class Classifier(pl.LightningModule):
             self.log(f"{split}/acc", acc.compute(), sync_dist=False)
             loss.reset()
             acc.reset()
-        # W&B plots every metric against examples seen (the global batch times the step)
+        # W&B plots every metric against examples seen (the global batch times the step);
+        # "step" sets the loggers' step to the optimizer step, not Lightning's count of calls.
         self.log("trainer/examples_seen", float(self.global_step * self.global_batch))
+        self.log_dict({"step": float(self.global_step), "epoch": float(self.current_epoch)})
 
     # The RNG state travels with checkpoints so that a resumed run draws the same dropout masks
     # as an uninterrupted one (Lightning does not save it).

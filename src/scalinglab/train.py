@@ -11,7 +11,6 @@ import shutil
 import sys
 import time
 import warnings
-from datetime import timedelta
 from pathlib import Path
 
 import hydra
@@ -43,16 +42,30 @@ def build(cfg: DictConfig, output_dir: str, job: dict | None = None,
           job_start: float | None = None):
     """Instantiate everything a run needs, validating the config before any training."""
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
+    from lightning.pytorch.callbacks import OnExceptionCheckpoint
 
-    from scalinglab.callbacks import Preemption, RunRecorder, WandbSummary, submitit_signal
+    from scalinglab.callbacks import (
+        PeriodicCheckpoint,
+        Preemption,
+        RunRecorder,
+        WandbSummary,
+        submitit_signal,
+    )
 
     try:
         datamodule = hydra.utils.instantiate(cfg.data)
         model = hydra.utils.instantiate(cfg.model, input_shape=datamodule.input_shape,
                                         num_classes=datamodule.num_classes)
+        # The module runs its own optimizer steps (module.py), so it applies Lightning's
+        # clipping settings itself; the Trainer refuses them outside its automatic loop.
+        trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+        clipping = {key: trainer_cfg.pop(key) for key in
+                    ("gradient_clip_val", "gradient_clip_algorithm") if key in trainer_cfg}
+        if trainer_cfg.get("accumulate_grad_batches", 1) != 1:
+            raise ConfigError("trainer.accumulate_grad_batches is not supported: data.batch_size "
+                              "is the global batch of every optimizer step; raise it instead")
         module = hydra.utils.instantiate(cfg.module, model=model,
-                                         num_classes=datamodule.num_classes)
+                                         num_classes=datamodule.num_classes, **clipping)
         recorder = RunRecorder(output_dir, seed=cfg.seed, job=job or job_identity(cfg),
                                config=OmegaConf.to_container(cfg, resolve=True),
                                check_every_n_steps=cfg.trainer.log_every_n_steps,
@@ -60,13 +73,11 @@ def build(cfg: DictConfig, output_dir: str, job: dict | None = None,
         # Run management, not configuration: the job's own checkpoints, saved periodically
         # (last.ckpt) and when training is interrupted (interrupted.ckpt: SIGTERM, Ctrl-C, an
         # exception; Lightning deletes it again when a run ends normally), for re-runs to resume.
+        # By wall time by default: a save costs milliseconds, and small models run many short
+        # epochs.
         ckpt_dir = Path(output_dir) / "checkpoints"
-        # save_top_k=1 keeps only the newest file; last.ckpt is a link to it. By wall time by
-        # default: a save costs milliseconds, and small models run many short epochs.
-        every = cfg.checkpoint
-        when = ({"every_n_epochs": every.every_n_epochs} if every.get("every_n_epochs")
-                else {"train_time_interval": timedelta(minutes=every.every_minutes)})
-        checkpoints = [ModelCheckpoint(dirpath=ckpt_dir, save_last="link", save_top_k=1, **when),
+        checkpoints = [PeriodicCheckpoint(ckpt_dir, cfg.checkpoint.every_minutes,
+                                          cfg.checkpoint.get("every_n_epochs")),
                        OnExceptionCheckpoint(dirpath=ckpt_dir, filename="interrupted")]
         loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
         callbacks = [recorder, *checkpoints,
@@ -81,7 +92,7 @@ def build(cfg: DictConfig, output_dir: str, job: dict | None = None,
 
             callbacks.append(Preemption(signum))
             extra["plugins"] = [SLURMEnvironment(auto_requeue=False)]
-        trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks,
+        trainer: pl.Trainer = hydra.utils.instantiate(trainer_cfg, callbacks=callbacks,
                                                       logger=loggers or False, **extra)
     except InstantiationException as e:
         raise _unwrap(e) from None
@@ -104,6 +115,9 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message="The `srun` command is available on your system")
     # DeviceBatches derives its position from the global step, so mid-epoch resumes are exact.
     warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
+    # Our training_step takes dataloader_iter to run many steps a call; no hook reads batch_idx.
+    warnings.filterwarnings("ignore", message="You are using the `dataloader_iter` step flavor")
+    warnings.filterwarnings("ignore", message="Found `dataloader_iter` argument in the")
 
 
 def latest_checkpoint(output_dir: str) -> Path | None:

@@ -84,7 +84,7 @@ class RunRecorder(pl.Callback):
         self.output_dir, self.seed, self.config = output_dir, seed, config or {}
         self.job = job or {}  # identity and readable job name
         self.job_start, self.setup_s = job_start, None  # perf_counter when the job began
-        self.check_every_n_steps = check_every_n_steps
+        self.check_every_n_steps, self.next_check = check_every_n_steps, 0
         self.status, self.reason = "completed", None
         self.best_val_loss = math.inf
         self.size: dict = {}
@@ -121,11 +121,14 @@ class RunRecorder(pl.Callback):
             self.setup_s = self.t0 - self.job_start
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        # Reading the loss forces a device sync, so check every n steps, not every step.
-        if trainer.global_step % self.check_every_n_steps == 0:
-            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-            if not torch.isfinite(loss).item():
-                self._diverge(trainer, f"non-finite training loss at step {trainer.global_step}")
+        # Reading the loss forces a device sync, so check every n steps, not every call. The
+        # loss is the mean over the call's steps, so a non-finite step anywhere in it shows.
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if trainer.global_step < self.next_check or loss is None:
+            return
+        self.next_check = trainer.global_step + self.check_every_n_steps
+        if not torch.isfinite(loss).item():
+            self._diverge(trainer, f"non-finite training loss by step {trainer.global_step}")
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:

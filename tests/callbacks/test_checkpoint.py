@@ -1,0 +1,40 @@
+"""Periodic checkpoints: by wall time between training calls, or every n epochs."""
+
+from pathlib import Path
+
+import torch
+
+from scalinglab.train import latest_checkpoint, train
+
+STEPS_PER_EPOCH = 4000 // 128
+
+
+def saved_step(out: str) -> int:
+    ckpt = torch.load(Path(out) / "checkpoints" / "last.ckpt", map_location="cpu",
+                      weights_only=False)
+    return ckpt["global_step"]
+
+
+def test_time_based_saves_happen_between_calls(make_cfg):
+    # every_minutes=0: due after every call, so the last save holds the run's final step
+    cfg = make_cfg("trainer.max_epochs=2", "checkpoint.every_minutes=0", "module.call_ms=5")
+    record = train(cfg, cfg.paths.output_dir)
+    assert saved_step(cfg.paths.output_dir) == record["steps"] == 2 * STEPS_PER_EPOCH
+
+
+def test_no_save_before_the_interval(make_cfg):
+    cfg = make_cfg("trainer.max_epochs=2")  # every 10 minutes by default
+    train(cfg, cfg.paths.output_dir)
+    assert latest_checkpoint(cfg.paths.output_dir) is None
+
+
+def test_every_n_epochs_saves_at_epoch_ends_and_a_rerun_resumes(make_cfg, caplog):
+    cfg = make_cfg("trainer.max_epochs=3", "checkpoint.every_n_epochs=2")
+    train(cfg, cfg.paths.output_dir)
+    assert saved_step(cfg.paths.output_dir) == 2 * STEPS_PER_EPOCH  # after epoch 2, not 3
+    longer = make_cfg("trainer.max_epochs=4", "checkpoint.every_n_epochs=2")
+    with caplog.at_level("INFO", logger="scalinglab"):
+        record = train(longer, cfg.paths.output_dir)
+    assert "resuming from" in caplog.text and "last.ckpt" in caplog.text
+    assert record["steps"] == 4 * STEPS_PER_EPOCH and record["status"] == "completed"
+    assert saved_step(cfg.paths.output_dir) == 4 * STEPS_PER_EPOCH
