@@ -5,7 +5,8 @@ cosine schedule, batch size, number of steps and thread count, reading the loss 
 steps. The scalinglab side is the code `scalinglab-train` runs (the composed default config,
 `train.build`: datamodule, LightningModule, run recorder, checkpoints, CSV logger); its clock
 runs from the first to the last training step with validation time taken out, as the raw loop
-does no validation. Repeats alternate A B A B; the ratio is the median of paired ratios.
+does no validation. Repeats pair the two sides, A B then B A; the ratio is the median of the
+paired ratios, printed with their range.
 
     python scripts/bench_train.py [--repeats 5] [--epochs 40] [--cases tiny,medium,cnn]
                                   [--no-val] [--compile] [--json]
@@ -92,21 +93,23 @@ def run_scalinglab(cfg, out: str) -> tuple[float, int, float]:
     return clock.seconds, trainer.global_step - 1, clock.first_step_s
 
 
-def run_raw(cfg, out: str, steps: int) -> float:
-    """The hand-written loop: same model, data, optimizer, schedule and batch size."""
+def run_raw(cfg, out: str, epochs: int) -> tuple[float, int]:
+    """The hand-written loop: same model, data, optimizer, schedule and batch size. Seconds for
+    steps 2..N, and that number of steps."""
     pl.seed_everything(0, verbose=False)
     datamodule, module, trainer, _ = build(cfg, out)  # the same objects, minus Lightning's loop
     datamodule.setup()
     model, x, y = module.model, datamodule.x_train, datamodule.y_train
-    opt_cfg = _optimizer_for(module, steps)
-    opt, sched = opt_cfg["optimizer"], opt_cfg["lr_scheduler"]["scheduler"]
     bs, n = datamodule.batch_size, len(x)
     per_epoch = n // bs
+    steps = epochs * per_epoch
+    opt_cfg = _optimizer_for(module, steps)
+    opt, sched = opt_cfg["optimizer"], opt_cfg["lr_scheduler"]["scheduler"]
     model.train()
     g = torch.Generator().manual_seed(0)
     t0 = time.perf_counter()
     step = 0
-    while step < steps + 1:  # the clock starts after the first step, as on our side
+    for _ in range(epochs):
         order = torch.randperm(n, generator=g)[: per_epoch * bs].view(per_epoch, bs)
         for idx in order:
             loss = F.cross_entropy(model(x[idx]), y[idx])
@@ -117,11 +120,9 @@ def run_raw(cfg, out: str, steps: int) -> float:
             if step % LOG_EVERY == 0:
                 loss.item()
             step += 1
-            if step == 1:
+            if step == 1:  # the clock starts after the first step, as on our side
                 t0 = time.perf_counter()
-            if step == steps + 1:
-                break
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, steps - 1
 
 
 def _optimizer_for(module, steps: int) -> dict:
@@ -156,9 +157,14 @@ def main() -> None:
             for r in range(args.repeats):
                 out = str(Path(tmp) / f"{case}-{r}")
                 cfg = make(case, args.epochs, batch, out, str(Path(tmp) / "data"), args.no_val)
-                seconds, steps, _ = run_scalinglab(cfg, out)
-                ours_sps.append(steps / seconds)
-                raw_sps.append(steps / run_raw(cfg, out + "-raw", steps))
+                # A B, then B A: whichever runs second in a pair does not always get the edge
+                for side in ("ours", "raw") if r % 2 == 0 else ("raw", "ours"):
+                    if side == "ours":
+                        seconds, steps, _ = run_scalinglab(cfg, out)
+                        ours_sps.append(steps / seconds)
+                    else:
+                        seconds, steps = run_raw(cfg, out + "-raw", args.epochs)
+                        raw_sps.append(steps / seconds)
                 if args.compile:
                     cfg = make(case, args.epochs, batch, out + "-c", str(Path(tmp) / "data"),
                                args.no_val, compile=True)
@@ -169,7 +175,8 @@ def main() -> None:
             result = {"name": case, "batch": batch, "steps": steps,
                       "raw_steps_per_s": statistics.median(raw_sps),
                       "scalinglab_steps_per_s": statistics.median(ours_sps),
-                      "ratio": statistics.median(ratios)}
+                      "ratio": statistics.median(ratios),
+                      "ratio_min": min(ratios), "ratio_max": max(ratios)}
             if args.compile:
                 result.update(
                     compiled_steps_per_s=statistics.median(compiled_sps),
@@ -185,7 +192,7 @@ def main() -> None:
     for r in results:
         print(f"  {r['name']:>7} (batch {r['batch']}, {r['steps']} steps): raw "
               f"{r['raw_steps_per_s']:8.1f}  scalinglab {r['scalinglab_steps_per_s']:8.1f}  "
-              f"ratio {r['ratio']:.3f}")
+              f"ratio {r['ratio']:.3f} ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})")
         if "compile_speedup" in r:
             print(f"  {'':>7} model.compile=true: {r['compiled_steps_per_s']:8.1f} steps/s, "
                   f"x{r['compile_speedup']:.2f} vs eager; first step of the first repeat "

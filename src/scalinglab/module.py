@@ -55,7 +55,7 @@ class Classifier(pl.LightningModule):
         self.gradient_clip_val, self.gradient_clip_algorithm = (gradient_clip_val,
                                                                 gradient_clip_algorithm)
         self.automatic_optimization = False  # training_step runs the optimizer steps itself
-        self.plain_backward = False  # set in on_train_start
+        self.plain_steps = self.one_step_calls = False  # set in on_train_start
         self.global_batch = 0  # examples per optimizer step, all ranks together
         self.eval_loss = nn.ModuleList(MeanMetric() for _ in EVAL_SPLITS)
         self.eval_acc = nn.ModuleList(MulticlassAccuracy(num_classes, average="micro")
@@ -81,12 +81,19 @@ class Classifier(pl.LightningModule):
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def on_train_start(self) -> None:
-        # manual_backward dispatches Lightning's before/after-backward hooks to every callback
-        # (~0.1 ms a step on a CPU). Where nothing implements them and neither the strategy nor
-        # the precision adds to backward (one device, no loss scaling), loss.backward() is the
-        # same computation.
-        trainer, hooks = self.trainer, ("on_before_backward", "on_after_backward")
-        self.plain_backward = (
+        trainer = self.trainer
+        self.global_batch = trainer.datamodule.batch_size  # global: data/tensors.py
+        # manual_backward and LightningOptimizer.step dispatch Lightning's step-level hooks to
+        # every callback and the module (~0.15 ms a step on a CPU). Where nothing implements
+        # them and neither the strategy nor the precision adds to the step (one device, no loss
+        # scaling), plain backward() and step() are the same computation.
+        # One step a call under DDP (each backward needs its own forward through DDP's wrapper)
+        # and with validation every n batches (val_check_interval), which Lightning counts in calls.
+        every = trainer.val_check_batch
+        self.one_step_calls = trainer.world_size > 1 or (
+            isinstance(every, int) and every != trainer.num_training_batches)
+        hooks = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
+        self.plain_steps = (
             type(trainer.strategy) is SingleDeviceStrategy
             and type(trainer.precision_plugin) in (Precision, MixedPrecision, HalfPrecision)
             and getattr(trainer.precision_plugin, "scaler", None) is None
@@ -98,28 +105,30 @@ class Classifier(pl.LightningModule):
     def training_step(self, dataloader_iter: Iterator) -> Tensor | None:
         """Optimizer steps on the epoch's next batches for `call_ms`; returns their mean loss."""
         opt, sched, trainer = self.optimizers(), self.lr_schedulers(), self.trainer
-        # Under DDP one step a call: each backward needs its own forward through DDP's wrapper.
-        one_step = trainer.world_size > 1
         last_step = trainer.max_steps if trainer.max_steps >= 0 else math.inf
         deadline = time.perf_counter() + self.call_s
         losses = []
         for (x, y), _, _ in dataloader_iter:
             loss = F.cross_entropy(self.run_model(x), y)
             opt.zero_grad(set_to_none=True)
-            if self.plain_backward:
+            if self.plain_steps:
                 loss.backward()
             else:
                 self.manual_backward(loss)
             if self.gradient_clip_val:
                 self.clip_gradients(opt, self.gradient_clip_val, self.gradient_clip_algorithm)
-            opt.step()
+            if self.plain_steps:  # with Lightning's own step counting around it, as in opt.step()
+                opt._on_before_step()
+                opt.optimizer.step()
+                opt._on_after_step()
+            else:
+                opt.step()
             sched.step()
             losses.append(loss.detach())
-            self.global_batch = len(x) * trainer.world_size
             step = self.global_step
             if step % self.log_every_n_steps == 0:
                 self._log_train(loss, step, sched.get_last_lr()[0])
-            if (one_step or dataloader_iter.done or step >= last_step
+            if (self.one_step_calls or dataloader_iter.done or step >= last_step
                     or time.perf_counter() > deadline):
                 break
         return torch.stack(losses).mean() if losses else None
