@@ -9,7 +9,9 @@ does no validation. Repeats pair the two sides, A B then B A; the ratio is the m
 paired ratios, printed with their range.
 
     python scripts/bench_train.py [--repeats 5] [--epochs 40] [--cases tiny,medium,cnn]
-                                  [--no-val] [--compile] [--json]
+                                  [--no-val] [--compile] [--json] [OVERRIDE ...]
+
+OVERRIDEs are Hydra overrides for both sides, e.g. data.num_samples=50000 for 8x longer epochs.
 
 Both clocks start after the first step; --compile adds scalinglab with model.compile=true to
 the same repeats, with its first step (where it compiles) timed apart.
@@ -70,10 +72,11 @@ class TrainClock(pl.Callback):
 
 
 def make(case: str, epochs: int, batch: int, out: str, data_dir: str, no_val: bool = False,
-         compile: bool = False):
+         compile: bool = False, user: tuple[str, ...] = ()):
     overrides, _ = CASES[case]
     extra = ["+trainer.limit_val_batches=0"] if no_val else []
     extra += ["model.compile=true"] if compile else []
+    extra += list(user)
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("train", overrides=[*overrides, f"data.batch_size={batch}",
                                           f"trainer.max_epochs={epochs}",
@@ -147,6 +150,7 @@ def main() -> None:
     p.add_argument("--compile", action="store_true",
                    help="also time scalinglab with model.compile=true, in the same repeats")
     p.add_argument("--json", action="store_true")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides for both sides")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     results = []
@@ -156,7 +160,8 @@ def main() -> None:
             raw_sps, ours_sps, compiled_sps, compile_s = [], [], [], []
             for r in range(args.repeats):
                 out = str(Path(tmp) / f"{case}-{r}")
-                cfg = make(case, args.epochs, batch, out, str(Path(tmp) / "data"), args.no_val)
+                cfg = make(case, args.epochs, batch, out, str(Path(tmp) / "data"), args.no_val,
+                           user=args.overrides)
                 # A B, then B A: whichever runs second in a pair does not always get the edge
                 for side in ("ours", "raw") if r % 2 == 0 else ("raw", "ours"):
                     if side == "ours":
@@ -167,7 +172,7 @@ def main() -> None:
                         raw_sps.append(steps / seconds)
                 if args.compile:
                     cfg = make(case, args.epochs, batch, out + "-c", str(Path(tmp) / "data"),
-                               args.no_val, compile=True)
+                               args.no_val, compile=True, user=args.overrides)
                     seconds, steps, first = run_scalinglab(cfg, out + "-c")
                     compiled_sps.append(steps / seconds)
                     compile_s.append(first)
