@@ -83,15 +83,15 @@ class Classifier(pl.LightningModule):
     def on_train_start(self) -> None:
         trainer = self.trainer
         self.global_batch = trainer.datamodule.batch_size  # global: data/tensors.py
-        # manual_backward and LightningOptimizer.step dispatch Lightning's step-level hooks to
-        # every callback and the module (~0.15 ms a step on a CPU). Where nothing implements
-        # them and neither the strategy nor the precision adds to the step (one device, no loss
-        # scaling), plain backward() and step() are the same computation.
         # One step a call under DDP (each backward needs its own forward through DDP's wrapper)
         # and with validation every n batches (val_check_interval), which Lightning counts in calls.
         every = trainer.val_check_batch
         self.one_step_calls = trainer.world_size > 1 or (
             isinstance(every, int) and every != trainer.num_training_batches)
+        # manual_backward and LightningOptimizer.step dispatch Lightning's step-level hooks to
+        # every callback and the module (~0.15 ms a step on a CPU). Where nothing implements
+        # them and neither the strategy nor the precision adds to the step (one device, no loss
+        # scaling), plain backward() and step() are the same computation.
         hooks = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
         self.plain_steps = (
             type(trainer.strategy) is SingleDeviceStrategy

@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import Checkpoint
 
 
 class PeriodicCheckpoint(Checkpoint):
-    def __init__(self, dirpath: str | Path, every_minutes: float | None = 10.0,
+    def __init__(self, dirpath: str | Path, every_minutes: float = 10.0,
                  every_n_epochs: int | None = None) -> None:
         self.path = Path(dirpath) / "last.ckpt"
         self.every_n_epochs = every_n_epochs
