@@ -13,6 +13,13 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Checkpoint
 
 
+def ends_epoch(trainer: pl.Trainer) -> bool:
+    """In `on_train_batch_end` of an epoch's last training call. A checkpoint taken there
+    resumes one epoch short: Lightning's restart logic counts calls, and a call here is many
+    steps. So saves and preemption wait for `on_train_epoch_end`, Lightning's own save point."""
+    return trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+
+
 class PeriodicCheckpoint(Checkpoint):
     def __init__(self, dirpath: str | Path, every_minutes: float = 10.0,
                  every_n_epochs: int | None = None) -> None:
@@ -25,17 +32,21 @@ class PeriodicCheckpoint(Checkpoint):
         self.last_save = time.monotonic()
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
-        if self.interval_s is None:
-            return
-        due = time.monotonic() - self.last_save >= self.interval_s
-        if trainer.world_size > 1:  # rank 0's clock decides, so that every rank saves
-            due = trainer.strategy.broadcast(due)
-        if due:
+        if self.interval_s is not None and not ends_epoch(trainer) and self.due(trainer):
             self.save(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+        if self.every_n_epochs:
+            if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+                self.save(trainer)
+        elif self.due(trainer):
             self.save(trainer)
+
+    def due(self, trainer: pl.Trainer) -> bool:
+        due = time.monotonic() - self.last_save >= self.interval_s
+        if trainer.world_size > 1:  # rank 0's clock decides, so that every rank saves
+            due = trainer.strategy.broadcast(due)
+        return due
 
     def save(self, trainer: pl.Trainer) -> None:
         trainer.save_checkpoint(self.path)  # every rank calls it; rank 0 writes

@@ -1,0 +1,57 @@
+"""Preemption in-process: the real callback and signal, a checkpoint, an exact resume."""
+
+import os
+import signal
+
+import lightning.pytorch as pl
+import pytest
+
+from scalinglab.callbacks import Preemption
+from scalinglab.slurm import Preempted
+from scalinglab.train import build, latest_checkpoint
+
+STEPS_PER_EPOCH = 4000 // 128
+
+
+class SignalAt(pl.Callback):
+    """Sends this process the requeue signal once training reaches `step`."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step >= self.step:
+            os.kill(os.getpid(), signal.SIGUSR2)
+            self.step = float("inf")
+
+
+def fit(cfg, *callbacks: pl.Callback) -> dict:
+    pl.seed_everything(cfg.seed, verbose=False)
+    datamodule, module, trainer, recorder = build(cfg, cfg.paths.output_dir)
+    trainer.callbacks.extend(callbacks)
+    ckpt = latest_checkpoint(cfg.paths.output_dir)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
+    return recorder.record(trainer)
+
+
+# One call an epoch, so the signal lands in an epoch's last call (whose checkpoint Lightning
+# would resume one epoch short); and short calls, so it lands mid-epoch.
+@pytest.mark.parametrize("call_ms", [60000, 5])
+def test_preempted_run_resumes_exactly(make_cfg, tmp_path, call_ms):
+    args = ["trainer.max_epochs=4", "model.dropout=0.1", f"module.call_ms={call_ms}"]
+    uninterrupted = make_cfg(*args)
+    uninterrupted.paths.output_dir = str(tmp_path / "full")
+    full = fit(uninterrupted)
+    cfg = make_cfg(*args)
+    handler = signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # restored by the callback
+    try:
+        with pytest.raises(Preempted):
+            # SignalAt first: the signal is there when Preemption looks at the call's end
+            fit(cfg, SignalAt(STEPS_PER_EPOCH + 5), Preemption(signal.SIGUSR2))
+    finally:
+        signal.signal(signal.SIGUSR2, handler)
+    assert latest_checkpoint(cfg.paths.output_dir).name == "interrupted.ckpt"
+    resumed = fit(cfg)
+    assert resumed["steps"] == full["steps"] == 4 * STEPS_PER_EPOCH
+    for key in ("val_loss", "train_loss", "best_val_loss", "val_acc"):
+        assert resumed[key] == full[key], key
