@@ -55,3 +55,18 @@ def run_cli(args: list[str], env: dict, cwd: Path,
     exe = Path(sys.executable).parent / args[0]
     return subprocess.run([str(exe), *args[1:]], env=env, cwd=cwd, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def fit(cfg: DictConfig, *callbacks):
+    """Train in-process through `train.build`, plus test `callbacks`, resuming the job's latest
+    checkpoint as `scalinglab-train` would; returns (module, trainer, record)."""
+    import lightning.pytorch as pl
+
+    from scalinglab.train import build, latest_checkpoint
+
+    pl.seed_everything(cfg.seed, verbose=False)
+    datamodule, module, trainer, recorder = build(cfg, cfg.paths.output_dir)
+    trainer.callbacks.extend(callbacks)
+    ckpt = latest_checkpoint(cfg.paths.output_dir)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
+    return module, trainer, recorder.record(trainer)

@@ -7,7 +7,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from scalinglab.train import build
+from tests.conftest import fit
 
 STEPS_PER_EPOCH = 4000 // 128  # MNIST-1D's default training set at the default batch
 
@@ -45,14 +45,6 @@ class AfterBackward(pl.Callback):
 
     def on_after_backward(self, trainer, pl_module) -> None:
         self.seen += 1
-
-
-def fit(cfg, *callbacks: pl.Callback):
-    pl.seed_everything(cfg.seed, verbose=False)
-    datamodule, module, trainer, recorder = build(cfg, cfg.paths.output_dir)
-    trainer.callbacks.extend(callbacks)
-    trainer.fit(module, datamodule=datamodule)
-    return module, trainer, recorder.record(trainer)
 
 
 def test_steps_per_call_do_not_change_results(make_cfg):

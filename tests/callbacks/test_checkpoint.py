@@ -6,7 +6,8 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from scalinglab.train import build, latest_checkpoint, train
+from scalinglab.train import latest_checkpoint, train
+from tests.conftest import fit
 
 STEPS_PER_EPOCH = 4000 // 128
 
@@ -55,28 +56,19 @@ class KillAfterEpoch(pl.Callback):
             raise Killed
 
 
-def fit(cfg, *callbacks: pl.Callback) -> dict:
-    pl.seed_everything(cfg.seed, verbose=False)
-    datamodule, module, trainer, recorder = build(cfg, cfg.paths.output_dir)
-    trainer.callbacks.extend(callbacks)
-    ckpt = latest_checkpoint(cfg.paths.output_dir)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
-    return recorder.record(trainer)
-
-
 def test_a_time_based_save_at_an_epoch_end_resumes_exactly(make_cfg, tmp_path):
     # One call an epoch: the save falls due in the epoch's last call, and waits for its end
     # (a checkpoint taken inside that call would resume one epoch short).
     args = ["trainer.max_epochs=4", "module.call_ms=60000", "checkpoint.every_minutes=0"]
     uninterrupted = make_cfg(*args)
     uninterrupted.paths.output_dir = str(tmp_path / "full")
-    full = fit(uninterrupted)
+    _, _, full = fit(uninterrupted)
     cfg = make_cfg(*args)
     with pytest.raises(Killed):
         fit(cfg, KillAfterEpoch(1))
     (Path(cfg.paths.output_dir) / "checkpoints" / "interrupted.ckpt").unlink()  # as if SIGKILLed
     # Lightning runs checkpoint callbacks' epoch-end hooks last: the newest save is epoch 0's
     assert saved_step(cfg.paths.output_dir) == STEPS_PER_EPOCH
-    resumed = fit(cfg)
+    _, _, resumed = fit(cfg)
     assert resumed["steps"] == full["steps"] == 4 * STEPS_PER_EPOCH
     assert resumed["val_loss"] == full["val_loss"]

@@ -8,7 +8,8 @@ import pytest
 
 from scalinglab.callbacks import Preemption
 from scalinglab.slurm import Preempted
-from scalinglab.train import build, latest_checkpoint
+from scalinglab.train import latest_checkpoint
+from tests.conftest import fit
 
 STEPS_PER_EPOCH = 4000 // 128
 
@@ -25,15 +26,6 @@ class SignalAt(pl.Callback):
             self.step = float("inf")
 
 
-def fit(cfg, *callbacks: pl.Callback) -> dict:
-    pl.seed_everything(cfg.seed, verbose=False)
-    datamodule, module, trainer, recorder = build(cfg, cfg.paths.output_dir)
-    trainer.callbacks.extend(callbacks)
-    ckpt = latest_checkpoint(cfg.paths.output_dir)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
-    return recorder.record(trainer)
-
-
 # One call an epoch, so the signal lands in an epoch's last call (whose checkpoint Lightning
 # would resume one epoch short); and short calls, so it lands mid-epoch.
 @pytest.mark.parametrize("call_ms", [60000, 5])
@@ -41,7 +33,7 @@ def test_preempted_run_resumes_exactly(make_cfg, tmp_path, call_ms):
     args = ["trainer.max_epochs=4", "model.dropout=0.1", f"module.call_ms={call_ms}"]
     uninterrupted = make_cfg(*args)
     uninterrupted.paths.output_dir = str(tmp_path / "full")
-    full = fit(uninterrupted)
+    _, _, full = fit(uninterrupted)
     cfg = make_cfg(*args)
     handler = signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # restored by the callback
     try:
@@ -51,7 +43,7 @@ def test_preempted_run_resumes_exactly(make_cfg, tmp_path, call_ms):
     finally:
         signal.signal(signal.SIGUSR2, handler)
     assert latest_checkpoint(cfg.paths.output_dir).name == "interrupted.ckpt"
-    resumed = fit(cfg)
+    _, _, resumed = fit(cfg)
     assert resumed["steps"] == full["steps"] == 4 * STEPS_PER_EPOCH
     for key in ("val_loss", "train_loss", "best_val_loss", "val_acc"):
         assert resumed[key] == full[key], key
