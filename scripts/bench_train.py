@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
-from scalinglab.train import CONF_DIR, build
+from scalinglab import CONF_DIR
+from scalinglab.train.recipe import build
 
 CASES = {  # name: (model overrides, batch size on CPU)
     "tiny": (["model=mlp", "model.depth=2", "model.width=64"], 256),

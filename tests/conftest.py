@@ -1,19 +1,16 @@
 """Shared fixtures: the real config composed in-process with tiny settings (fast tests), and
-environment for subprocess runs (slow tests)."""
+the environment for subprocess runs (slow tests). Helpers live in tests/helpers.py."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
-import scalinglab.train  # noqa: F401  (registers the config's resolvers, as the app does)
+import scalinglab.train.run  # noqa: F401  (registers the config's resolvers, as the app does)
+from tests.helpers import CONF_DIR
 
-ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = str(ROOT / "conf")
 TINY = ["trainer.max_epochs=1", "trainer.accelerator=cpu", "logger=none",
         "trainer.enable_progress_bar=false"]
 
@@ -47,26 +44,3 @@ def cli_env(data_dir, tmp_path) -> dict:
                WANDB_DIR=str(tmp_path), WANDB_CACHE_DIR=str(tmp_path / "wandb-cache"),
                HYDRA_FULL_ERROR="0", MPLCONFIGDIR=str(data_dir.parent / "mpl"))
     return env
-
-
-def run_cli(args: list[str], env: dict, cwd: Path,
-            timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run a console script the way a user would, from `cwd`."""
-    exe = Path(sys.executable).parent / args[0]
-    return subprocess.run([str(exe), *args[1:]], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def fit(cfg: DictConfig, *callbacks):
-    """Train in-process through `train.build`, plus test `callbacks`, resuming the job's latest
-    checkpoint as `scalinglab-train` would; returns (module, trainer, record)."""
-    import lightning.pytorch as pl
-
-    from scalinglab.train import build, latest_checkpoint
-
-    pl.seed_everything(cfg.seed, verbose=False)
-    datamodule, module, trainer, recorder = build(cfg, cfg.paths.output_dir)
-    trainer.callbacks.extend(callbacks)
-    ckpt = latest_checkpoint(cfg.paths.output_dir)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
-    return module, trainer, recorder.record(trainer)

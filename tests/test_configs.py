@@ -6,7 +6,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from tests.conftest import CONF_DIR
+from tests.helpers import CONF_DIR
 
 GROUPS = {p.name: sorted(f.stem for f in p.glob("*.yaml"))
           for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name not in ("hydra", "local")}

@@ -1,4 +1,5 @@
-"""The LightningModule's training calls: many optimizer steps a call, the same results."""
+"""Lightning's own loop, as a Lightning user drives it: Trainer flags and callbacks from the
+config, each checked by its effect on the run, not only that it runs."""
 
 import csv
 from pathlib import Path
@@ -7,97 +8,132 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from tests.conftest import fit
+from scalinglab import ConfigError
+from tests.helpers import fit
 
 STEPS_PER_EPOCH = 4000 // 128  # MNIST-1D's default training set at the default batch
 
 
-class Calls(pl.Callback):
-    """Counts Lightning's training calls."""
+def metrics(cfg) -> list[dict]:
+    text = (Path(cfg.paths.output_dir) / "csv" / "metrics.csv").read_text()
+    return list(csv.DictReader(text.splitlines()))
+
+
+def steps_with(rows: list[dict], key: str) -> list[int]:
+    """The optimizer steps at which `key` was logged."""
+    return [int(float(r["trainer/step"])) for r in rows if r.get(key)]
+
+
+class GradNorm(pl.Callback):
+    """The largest gradient norm the optimizer stepped with (grads stay until the next step)."""
 
     def __init__(self) -> None:
-        self.calls = 0
+        self.largest = 0.0
 
-        self.validations = 0
-
-    def on_train_batch_end(self, *args) -> None:
-        self.calls += 1
-
-    def on_validation_end(self, *args) -> None:
-        self.validations += 1
+    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+        grads = [p.grad.flatten() for p in pl_module.parameters() if p.grad is not None]
+        self.largest = max(self.largest, torch.cat(grads).norm().item())
 
 
-class GradNorms(pl.Callback):
-    """What a user's callback sees just before each optimizer step."""
-
-    def __init__(self) -> None:
-        self.norms: list[float] = []
-
-    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
-        self.norms.append(torch.linalg.vector_norm(torch.stack(
-            [torch.linalg.vector_norm(g) for g in grads])).item())
-
-
-class AfterBackward(pl.Callback):
-    def __init__(self) -> None:
-        self.seen = 0
-
-    def on_after_backward(self, trainer, pl_module) -> None:
-        self.seen += 1
+def test_max_steps_ends_mid_epoch_measured_on_the_final_weights(make_cfg):
+    cfg = make_cfg("logger=csv", "trainer.max_epochs=5", "trainer.max_steps=40")
+    _, trainer, record = fit(cfg)
+    assert record["steps"] == trainer.global_step == 40
+    assert record["epochs"] == pytest.approx(40 / STEPS_PER_EPOCH)
+    assert record["examples_seen"] == 40 * 128 and record["stop_reason"] == "max_steps"
+    # validated at the end of epoch 1, then at the last step
+    assert steps_with(metrics(cfg), "val/loss") == [STEPS_PER_EPOCH, 40]
+    assert record["val_loss"] > 0 and record["train_loss"] > 0
 
 
-def test_steps_per_call_do_not_change_results(make_cfg):
-    common = ["trainer.max_epochs=2", "model.dropout=0.1", "model.width=32"]
-    one, many, hooked = Calls(), Calls(), Calls()
-    plain, _, a = fit(make_cfg(*common, "module.call_ms=0"), one)
-    _, _, b = fit(make_cfg(*common, "module.call_ms=60000"), many)
-    # a callback with a step hook: Lightning's manual_backward and optimizer step run instead
-    lightning, _, c = fit(make_cfg(*common, "module.call_ms=60000"), hooked, AfterBackward())
-    assert plain.plain_steps and not lightning.plain_steps
-    assert a["steps"] == b["steps"] == c["steps"] == 2 * STEPS_PER_EPOCH
-    assert one.calls == 2 * STEPS_PER_EPOCH and many.calls == hooked.calls == 2  # one an epoch
-    for key in ("val_loss", "train_loss", "val_acc", "best_val_loss"):
-        assert a[key] == b[key] == c[key], key  # the same batches and updates, bit for bit
+@pytest.mark.parametrize("budget", ["trainer.max_epochs=0", "trainer.max_steps=0"])
+def test_a_budget_that_trains_nothing_is_a_config_error(make_cfg, budget):
+    with pytest.raises(ConfigError, match="trains nothing"):
+        fit(make_cfg(budget))
 
 
-def test_validation_every_n_batches_gets_one_step_calls(make_cfg):
-    seen = Calls()
-    cfg = make_cfg("trainer.max_epochs=2", "data.train_size=3840",  # 30 steps an epoch
-                   "+trainer.val_check_interval=0.5")
-    module, _, _ = fit(cfg, seen)
-    assert module.one_step_calls and seen.calls == 2 * 30
-    assert seen.validations == 2 * 2  # after steps 15 and 30 of each epoch
+def test_max_time_stops_the_job_and_measures_it(make_cfg):
+    cfg = make_cfg("logger=csv", "trainer.max_epochs=1000", "+trainer.max_time.seconds=2")
+    _, trainer, record = fit(cfg)
+    assert record["stop_reason"] == "max_time"
+    assert 0 < record["epochs"] < 1000
+    assert steps_with(metrics(cfg), "val/loss")[-1] == record["steps"]  # the final weights
 
 
-def test_max_steps_stops_inside_a_call(make_cfg):
-    _, trainer, record = fit(make_cfg("+trainer.max_steps=20", "module.call_ms=60000"))
-    assert trainer.global_step == record["steps"] == 20
+def test_val_check_interval_in_batches_and_a_final_validation(make_cfg):
+    cfg = make_cfg("logger=csv", "trainer.max_epochs=1", "trainer.val_check_interval=10")
+    _, _, record = fit(cfg)
+    # every 10 batches, then once more on the final weights (step 31 is not a multiple of 10)
+    assert steps_with(metrics(cfg), "val/loss") == [10, 20, 30, STEPS_PER_EPOCH]
+    assert record["steps"] == STEPS_PER_EPOCH
+
+
+def test_last_epoch_without_validation_is_still_measured(make_cfg):
+    cfg = make_cfg("logger=csv", "trainer.max_epochs=3", "trainer.check_val_every_n_epoch=2")
+    _, _, record = fit(cfg)
+    assert steps_with(metrics(cfg), "val/loss") == [2 * STEPS_PER_EPOCH, 3 * STEPS_PER_EPOCH]
+    assert record["steps"] == 3 * STEPS_PER_EPOCH
+
+
+def test_accumulated_batches_are_one_larger_batch(make_cfg):
+    _, _, one = fit(make_cfg("trainer.max_epochs=2", "data.batch_size=128"))
+    _, _, acc = fit(make_cfg("trainer.max_epochs=2", "data.batch_size=64",
+                             "trainer.accumulate_grad_batches=2"))
+    assert acc["steps"] == one["steps"] == 2 * STEPS_PER_EPOCH
+    assert acc["examples_seen"] == one["examples_seen"]
+    assert acc["val_loss"] == pytest.approx(one["val_loss"], rel=1e-4)  # float error only
+    assert acc["train_loss"] == pytest.approx(one["train_loss"], rel=1e-4)
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed", "bf16-true"])
+def test_precision_trains_and_is_recorded(make_cfg, precision):
+    _, _, record = fit(make_cfg("trainer.max_epochs=2", f"trainer.precision={precision}"))
+    assert record["precision"] == precision and record["status"] == "completed"
+    assert 0 < record["val_loss"] < 2.3  # it learned something (chance: ln 10 = 2.30)
+    assert record["flops_per_example"] > 0
+
+
+def test_gradient_clip_val_clips_every_step(make_cfg):
+    seen = GradNorm()
+    fit(make_cfg("trainer.gradient_clip_val=0.05"), seen)
+    assert seen.largest == pytest.approx(0.05, rel=1e-4)  # clipped, and it bit
+
+
+def test_model_checkpoint_every_n_train_steps(make_cfg):
+    cfg = make_cfg("callbacks=model_checkpoint", "trainer.max_steps=40", "trainer.max_epochs=5",
+                   "callbacks.model_checkpoint.every_n_train_steps=10")
+    fit(cfg)
+    saved = sorted((Path(cfg.paths.output_dir) / "checkpoints" / "model").glob("*.ckpt"))
+    assert [p.name for p in saved] == ["step=10.ckpt", "step=20.ckpt", "step=30.ckpt",
+                                       "step=40.ckpt"]
+
+
+def test_lr_monitor_logs_the_schedule(make_cfg):
+    cfg = make_cfg("logger=csv", "callbacks=lr_monitor", "trainer.log_every_n_steps=10",
+                   "trainer.max_epochs=2", "module.warmup_frac=0.2")
+    fit(cfg)
+    rows = [r for r in metrics(cfg) if r.get("lr-AdamW/pg1")]  # pg2: the biases
+    lrs = [float(r["lr-AdamW/pg1"]) for r in rows]
+    assert len(lrs) == 2 * STEPS_PER_EPOCH // 10
+    assert lrs[0] < lrs[1] and lrs[-1] < max(lrs)  # warmup up, then the cosine down
+
+
+def test_early_stopping_stops_and_the_record_says_why(make_cfg):
+    # a min_delta no epoch can beat: it stops after patience + 1 validations
+    cfg = make_cfg("callbacks=early_stopping", "callbacks.early_stopping.patience=1",
+                   "callbacks.early_stopping.min_delta=10", "trainer.max_epochs=20")
+    _, _, record = fit(cfg)
+    assert record["steps"] == 2 * STEPS_PER_EPOCH
+    assert record["stop_reason"].startswith("early_stopping")
+    assert "val/loss" in record["stop_reason"] and record["status"] == "completed"
 
 
 def test_train_loss_is_logged_at_every_nth_optimizer_step(make_cfg):
     cfg = make_cfg("logger=csv", "trainer.max_epochs=2", "trainer.log_every_n_steps=10")
     fit(cfg)
-    text = (Path(cfg.paths.output_dir) / "csv" / "metrics.csv").read_text()
-    rows = list(csv.DictReader(text.splitlines()))
-    train = [int(r["step"]) for r in rows if r["train/loss"]]
-    val = [int(r["step"]) for r in rows if r["val/loss"]]
-    assert train == list(range(10, 2 * STEPS_PER_EPOCH + 1, 10))
-    assert val == [STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH]  # optimizer steps, not calls
+    rows = metrics(cfg)
+    assert steps_with(rows, "train/loss") == list(range(10, 2 * STEPS_PER_EPOCH + 1, 10))
+    assert steps_with(rows, "val/loss") == [STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH]
     assert all(float(r["train/lr"]) > 0 for r in rows if r["train/loss"])
-
-
-def test_gradient_clip_val_is_applied_before_each_step(make_cfg):
-    seen = GradNorms()  # implements on_before_optimizer_step, so Lightning's own step runs
-    module, _, _ = fit(make_cfg("+trainer.gradient_clip_val=0.05", "module.lr=1e-3"), seen)
-    assert not module.plain_steps and len(seen.norms) == STEPS_PER_EPOCH
-    assert max(seen.norms) == pytest.approx(0.05, rel=1e-4)  # clipped, and it bit
-
-
-@pytest.mark.parametrize("with_hook", [False, True])
-def test_step_hooks_run_when_something_implements_them(make_cfg, with_hook):
-    hook = AfterBackward()
-    module, _, record = fit(make_cfg(), *([hook] if with_hook else []))
-    # Plain backward() and step() only where no callback or the module implements the hooks.
-    assert module.plain_steps is not with_hook
-    assert hook.seen == (record["steps"] if with_hook else 0)
+    examples = [float(r["trainer/examples_seen"]) for r in rows if r["train/loss"]]
+    assert examples == [128.0 * s for s in range(10, 2 * STEPS_PER_EPOCH + 1, 10)]

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalinglab.records import write_record
+from scalinglab.records import write_json
 from scalinglab.report import build, main, power_fit
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 def study_table(train_sizes=(1000,)) -> pd.DataFrame:
@@ -60,7 +60,7 @@ def test_report_fits_the_joint_law_when_data_varies(tmp_path):
 def test_cli_writes_into_the_sweep_and_rejects_empty_sweeps(tmp_path, cli_env):
     sweep = tmp_path / "sweep"
     for i, row in study_table().iterrows():
-        write_record(sweep / f"job{i}", json.loads(row.to_json()))
+        write_json(sweep / f"job{i}" / "run.json", json.loads(row.to_json()))
     main([str(sweep), "--bootstrap", "20"])
     assert (sweep / "report" / "report.html").exists()
     (tmp_path / "empty").mkdir()

@@ -16,26 +16,44 @@ RUN_MANAGEMENT_KEYS = (
     "hydra", "paths", "logger", "force", "checkpoint", "study", "threads",
     "data.data_dir", "data.root", "data.download", "data.eval_batch_size", "data.placement",
     "trainer.default_root_dir", "trainer.enable_progress_bar", "trainer.enable_model_summary",
-    "trainer.enable_checkpointing", "trainer.log_every_n_steps", "module.log_every_n_steps",
+    "trainer.enable_checkpointing", "trainer.log_every_n_steps",
     "model.compile", "matmul_precision",  # the same numbers up to rounding, faster or not
-    "module.call_ms",  # how many steps a Lightning call runs: the same steps either way
 )
 
 
-def _without(cfg: DictConfig) -> DictConfig:
-    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+def _placeholder(value, key: str):
+    """A run-management value replaced by its own name, leaf by leaf."""
+    if isinstance(value, dict):
+        return {k: _placeholder(v, f"{key}.{k}") for k, v in value.items()}
+    return f"<{key}>"
+
+
+def _without(cfg: DictConfig) -> dict:
+    """The resolved config without run-management keys. They are replaced by placeholders
+    before resolving, so a training key that points into one (a callback's
+    `${paths.output_dir}/...`) resolves the same in every directory, and are then dropped."""
+    data = OmegaConf.to_container(cfg, resolve=False)
+    found = []
     for key in RUN_MANAGEMENT_KEYS:
-        parent, _, leaf = key.rpartition(".")
-        node = OmegaConf.select(cfg, parent) if parent else cfg
-        if isinstance(node, DictConfig) and leaf in node:
-            del node[leaf]
-    return cfg
+        *parents, leaf = key.split(".")
+        node = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node:
+            node[leaf] = _placeholder(node[leaf], key)
+            found.append((parents, leaf))
+    resolved = OmegaConf.to_container(OmegaConf.create(data), resolve=True)
+    for parents, leaf in found:
+        node = resolved
+        for part in parents:
+            node = node[part]
+        del node[leaf]
+    return resolved
 
 
 def identity(cfg: DictConfig) -> str:
     """12 hex digits of the SHA-256 of the job's resolved, run-management-free config."""
-    data = OmegaConf.to_container(_without(cfg), resolve=True)
-    blob = json.dumps(data, sort_keys=True, default=str).encode()
+    blob = json.dumps(_without(cfg), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 
 

@@ -1,24 +1,17 @@
 """The LightningModule: cross-entropy classification around any `nn.Module`.
 
-AdamW with linear warmup then cosine decay, sized to the run's own number of optimizer steps
-(a schedule longer than the run inflates the loss of small budgets and biases the fitted law).
-
-Each `training_step` call runs optimizer steps on the epoch's next batches for `call_ms` of wall
-time: Lightning's per-call machinery (~0.5 ms on a CPU) costs as much as a small model's whole
-step, and a scaling study trains many small models. The batches, the updates and so the
-results are the same for any `call_ms`; `call_ms=0` is one step per call, Lightning's rhythm.
+Lightning's own loop runs it: one batch per `training_step`, automatic optimization, the
+scheduler stepped by Lightning (`interval: step`), so every Trainer flag and callback works as a
+Lightning user expects. AdamW with linear warmup then cosine decay, sized to the run's own
+number of optimizer steps (a schedule longer than the run inflates the loss of small budgets and
+biases the fitted law).
 """
 
 import math
-import time
-from collections.abc import Iterator
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.plugins.precision import HalfPrecision, MixedPrecision, Precision
-from lightning.pytorch.strategies import SingleDeviceStrategy
-from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
@@ -28,47 +21,42 @@ from scalinglab import ConfigError
 EVAL_SPLITS = ("val", "train_eval")  # the order of the datamodule's val loaders
 
 
+def _number(key: str, value, low: float | None = None, high: float | None = None,
+            low_open: bool = False, high_open: bool = False) -> float:
+    """`value` as a float in its range, or a ConfigError naming `key`."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be a number, got {value!r}") from None
+    bad_low = low is not None and (number <= low if low_open else number < low)
+    bad_high = high is not None and (number >= high if high_open else number > high)
+    if bad_low or bad_high or math.isnan(number):
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        raise ConfigError(f"{key} must be in {lo}{low if low is not None else '-inf'}, "
+                          f"{high if high is not None else 'inf'}{hi}, got {value!r}")
+    return number
+
+
 class Classifier(pl.LightningModule):
     def __init__(self, model: nn.Module, num_classes: int, lr: float = 1e-3,
                  weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
-                 warmup_frac: float = 0.05, min_lr_ratio: float = 0.0,
-                 log_every_n_steps: int = 50, call_ms: float = 50.0,
-                 gradient_clip_val: float | None = None,
-                 gradient_clip_algorithm: str = "norm") -> None:
+                 warmup_frac: float = 0.05, min_lr_ratio: float = 0.0) -> None:
         super().__init__()
-        if lr <= 0:
-            raise ConfigError(f"module.lr must be > 0, got {lr}")
-        if not 0.0 <= warmup_frac < 1.0:
-            raise ConfigError(f"module.warmup_frac must be in [0, 1), got {warmup_frac}")
+        self.lr = _number("module.lr", lr, low=0, low_open=True)
+        self.weight_decay = _number("module.weight_decay", weight_decay, low=0)
+        self.warmup_frac = _number("module.warmup_frac", warmup_frac, 0, 1, high_open=True)
+        self.min_lr_ratio = _number("module.min_lr_ratio", min_lr_ratio, 0, 1)
+        if len(betas) != 2:
+            raise ConfigError(f"module.betas must be two numbers, got {betas!r}")
+        self.betas = tuple(_number("module.betas", b, 0, 1, high_open=True) for b in betas)
         # With model.compile the compiled wrapper runs the steps, but only the eager module is a
         # submodule: checkpoints keep the same keys with and without compile and resume each other.
         self.model = getattr(model, "_orig_mod", model)
         self.__dict__["run_model"] = model
-        self.lr, self.weight_decay, self.betas = lr, weight_decay, tuple(betas)
-        self.warmup_frac, self.min_lr_ratio = warmup_frac, min_lr_ratio
-        self.log_every_n_steps = log_every_n_steps
-        if call_ms < 0:
-            raise ConfigError(f"module.call_ms must be >= 0, got {call_ms}")
-        self.call_s = call_ms / 1000
-        # Lightning's Trainer(gradient_clip_val=...) is for its automatic loop; train.build
-        # hands those settings over to us, and clip_gradients applies them the same way.
-        self.gradient_clip_val, self.gradient_clip_algorithm = (gradient_clip_val,
-                                                                gradient_clip_algorithm)
-        self.automatic_optimization = False  # training_step runs the optimizer steps itself
-        self.plain_steps = self.one_step_calls = False  # set in on_train_start
-        self.global_batch = 0  # examples per optimizer step, all ranks together
         self.eval_loss = nn.ModuleList(MeanMetric() for _ in EVAL_SPLITS)
         self.eval_acc = nn.ModuleList(MulticlassAccuracy(num_classes, average="micro")
                                       for _ in EVAL_SPLITS)
-
-    def __setattr__(self, name: str, value) -> None:
-        # Lightning sets `_current_fx_name` twice for every hook it calls, ~47 times a step;
-        # nn.Module.__setattr__'s parameter/module/buffer checks cost ~3 us each time. The
-        # value is always a string or None, which nn.Module would store the same way.
-        if name == "_current_fx_name":
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.run_model(x)
@@ -80,84 +68,43 @@ class Classifier(pl.LightningModule):
             return batch
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
-    def on_train_start(self) -> None:
-        trainer = self.trainer
-        self.global_batch = trainer.datamodule.batch_size  # global: data/tensors.py
-        # One step a call under DDP (each backward needs its own forward through DDP's wrapper)
-        # and with validation every n batches (val_check_interval), which Lightning counts in calls.
-        every = trainer.val_check_batch
-        self.one_step_calls = trainer.world_size > 1 or (
-            isinstance(every, int) and every != trainer.num_training_batches)
-        # manual_backward and LightningOptimizer.step dispatch Lightning's step-level hooks to
-        # every callback and the module (~0.15 ms a step on a CPU). Where nothing implements
-        # them and neither the strategy nor the precision adds to the step (one device, no loss
-        # scaling), plain backward() and step() are the same computation.
-        hooks = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
-        self.plain_steps = (
-            type(trainer.strategy) is SingleDeviceStrategy
-            and type(trainer.precision_plugin) in (Precision, MixedPrecision, HalfPrecision)
-            and getattr(trainer.precision_plugin, "scaler", None) is None
-            and not any(is_overridden(hook, self, pl.LightningModule)
-                        for hook in (*hooks, "backward"))
-            and not any(is_overridden(hook, callback, pl.Callback)
-                        for callback in trainer.callbacks for hook in hooks))
-
-    def training_step(self, dataloader_iter: Iterator) -> Tensor | None:
-        """Optimizer steps on the epoch's next batches for `call_ms`; returns their mean loss."""
-        opt, sched, trainer = self.optimizers(), self.lr_schedulers(), self.trainer
-        last_step = trainer.max_steps if trainer.max_steps >= 0 else math.inf
-        deadline = time.perf_counter() + self.call_s
-        losses = []
-        for (x, y), _, _ in dataloader_iter:
-            loss = F.cross_entropy(self.run_model(x), y)
-            opt.zero_grad(set_to_none=True)
-            if self.plain_steps:
-                loss.backward()
-            else:
-                self.manual_backward(loss)
-            if self.gradient_clip_val:
-                self.clip_gradients(opt, self.gradient_clip_val, self.gradient_clip_algorithm)
-            if self.plain_steps:  # with Lightning's own step counting around it, as in opt.step()
-                opt._on_before_step()
-                opt.optimizer.step()
-                opt._on_after_step()
-            else:
-                opt.step()
-            sched.step()
-            losses.append(loss.detach())
-            step = self.global_step
-            if step % self.log_every_n_steps == 0:
-                self._log_train(loss, step, sched.get_last_lr()[0])
-            if (self.one_step_calls or dataloader_iter.done or step >= last_step
-                    or time.perf_counter() > deadline):
-                break
-        return torch.stack(losses).mean() if losses else None
-
-    def _log_train(self, loss: Tensor, step: int, lr: float) -> None:
-        # Straight to the loggers, at exactly every n-th step: Lightning flushes step metrics
-        # on its own count of calls, and a call here is many steps.
-        metrics = {"train/loss": loss.item(), "train/lr": lr,
-                   "trainer/examples_seen": float(step * self.global_batch)}
-        for logger in self.loggers:
-            logger.log_metrics(metrics, step=step)
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        loss = F.cross_entropy(self(x), y)
+        # Only on the steps Lightning sends to the loggers (every `log_every_n_steps`-th):
+        # each self.log call costs ~0.4 ms on a CPU, as much as a small model's whole step.
+        step = self.global_step + 1  # the optimizer step this batch completes
+        every = self.trainer.log_every_n_steps
+        if every and step % every == 0:
+            batch_size = self.trainer.datamodule.batch_size
+            self.log_dict({"train/loss": loss.detach(),
+                           "train/lr": self.trainer.optimizers[0].param_groups[0]["lr"],
+                           "trainer/examples_seen": float(step * batch_size *
+                                                          self.trainer.accumulate_grad_batches),
+                           "trainer/step": float(step)}, on_step=True, on_epoch=False)
+        return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int,
                         dataloader_idx: int = 0) -> None:
         x, y = batch
-        logits = self.run_model(x)
-        self.eval_loss[dataloader_idx].update(F.cross_entropy(logits, y), weight=len(y))
+        logits = self(x)
+        self.eval_loss[dataloader_idx].update(F.cross_entropy(logits.float(), y),
+                                              weight=len(y))
         self.eval_acc[dataloader_idx].update(logits, y)
 
     def on_validation_epoch_end(self) -> None:
+        # The metrics reduce across DDP ranks themselves (torchmetrics), so sync_dist is off.
         for split, loss, acc in zip(EVAL_SPLITS, self.eval_loss, self.eval_acc, strict=True):
             self.log(f"{split}/loss", loss.compute(), sync_dist=False)
             self.log(f"{split}/acc", acc.compute(), sync_dist=False)
             loss.reset()
             acc.reset()
-        # W&B plots every metric against examples seen (the global batch times the step);
-        # "step" sets the loggers' step to the optimizer step, not Lightning's count of calls.
-        self.log("trainer/examples_seen", float(self.global_step * self.global_batch))
-        self.log_dict({"step": float(self.global_step), "epoch": float(self.current_epoch)})
+        # W&B plots every metric against examples seen. The optimizer step is `trainer/step`:
+        # a metric named "step" would override Lightning's own (ModelCheckpoint's "{step}").
+        examples = self.global_step * self.trainer.datamodule.batch_size
+        self.log_dict({"trainer/examples_seen": float(examples *
+                                                      self.trainer.accumulate_grad_batches),
+                       "trainer/step": float(self.global_step)})
 
     # The RNG state travels with checkpoints so that a resumed run draws the same dropout masks
     # as an uninterrupted one (Lightning does not save it).
@@ -179,7 +126,9 @@ class Classifier(pl.LightningModule):
         groups = [{"params": decay, "weight_decay": self.weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
         # fused: one kernel for all parameters instead of a Python loop over them
-        opt = torch.optim.AdamW(groups, lr=self.lr, betas=self.betas, fused=True)
+        fused = all(p.dtype in (torch.float32, torch.float16, torch.bfloat16)
+                    for p in self.parameters())
+        opt = torch.optim.AdamW(groups, lr=self.lr, betas=self.betas, fused=fused)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(self.warmup_frac * total)
 

@@ -15,9 +15,7 @@ A table tool, like the fit: no torch, no Lightning.
 import argparse
 import html
 import math
-import os
 import sys
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +29,8 @@ import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from scalinglab.fit import FitError, fit  # noqa: E402
-from scalinglab.fit.plots import plot_fits  # noqa: E402
-from scalinglab.records import SourceError, load_table  # noqa: E402
+from scalinglab.fit.plots import plot_fits, save_figure  # noqa: E402
+from scalinglab.records import SourceError, atomic_write, load_table  # noqa: E402
 
 RESOURCES = {"time_s": "wall time (s)", "peak_mem_bytes": "peak memory (bytes)",
              "param_bytes": "parameter bytes", "train_flops": "training FLOPs"}
@@ -96,8 +94,7 @@ def _lines_plot(table: pd.DataFrame, keys: list[str], y: str, ylabel: str, path:
     ax.set(xscale="log", yscale="log" if logy else "linear", xlabel="params", ylabel=ylabel)
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=7)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, (path.suffix,), dpi=120)
     return f'<img src="{path.name}" alt="{html.escape(ylabel)} vs params">'
 
 
@@ -266,12 +263,7 @@ def build(table: pd.DataFrame, out: Path, title: str, y: str = "val_loss",
     summary = f"{len(table)} completed runs, {sizes}; grouped by {', '.join(keys) or 'nothing'}."
     page = PAGE.format(title=html.escape(title), summary=html.escape(summary),
                        sections="\n".join(sections))
-    path = out / "report.html"
-    fd, tmp = tempfile.mkstemp(dir=out, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(page)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(out / "report.html", page)
 
 
 def main(argv: list[str] | None = None) -> None:

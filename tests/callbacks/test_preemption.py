@@ -5,11 +5,12 @@ import signal
 
 import lightning.pytorch as pl
 import pytest
+import torch
 
 from scalinglab.callbacks import Preemption
-from scalinglab.slurm import Preempted
-from scalinglab.train import latest_checkpoint
-from tests.conftest import fit
+from scalinglab.launch.slurm import Preempted
+from scalinglab.train.recipe import latest_checkpoint
+from tests.helpers import fit
 
 STEPS_PER_EPOCH = 4000 // 128
 
@@ -26,11 +27,10 @@ class SignalAt(pl.Callback):
             self.step = float("inf")
 
 
-# One call an epoch, so the signal lands in an epoch's last call (whose checkpoint Lightning
-# would resume one epoch short); and short calls, so it lands mid-epoch.
-@pytest.mark.parametrize("call_ms", [60000, 5])
-def test_preempted_run_resumes_exactly(make_cfg, tmp_path, call_ms):
-    args = ["trainer.max_epochs=4", "model.dropout=0.1", f"module.call_ms={call_ms}"]
+# The signal at an epoch's last step, and mid-epoch.
+@pytest.mark.parametrize("at", [STEPS_PER_EPOCH, STEPS_PER_EPOCH + 5])
+def test_preempted_run_resumes_exactly(make_cfg, tmp_path, at):
+    args = ["trainer.max_epochs=4", "model.dropout=0.1"]
     uninterrupted = make_cfg(*args)
     uninterrupted.paths.output_dir = str(tmp_path / "full")
     _, _, full = fit(uninterrupted)
@@ -38,11 +38,13 @@ def test_preempted_run_resumes_exactly(make_cfg, tmp_path, call_ms):
     handler = signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # restored by the callback
     try:
         with pytest.raises(Preempted):
-            # SignalAt first: the signal is there when Preemption looks at the call's end
-            fit(cfg, SignalAt(STEPS_PER_EPOCH + 5), Preemption(signal.SIGUSR2))
+            # SignalAt first: the signal is there when Preemption looks at the step's end
+            fit(cfg, SignalAt(at), Preemption(signal.SIGUSR2))
     finally:
         signal.signal(signal.SIGUSR2, handler)
     assert latest_checkpoint(cfg.paths.output_dir).name == "interrupted.ckpt"
+    assert torch.load(latest_checkpoint(cfg.paths.output_dir), weights_only=False)[
+        "global_step"] == at
     _, _, resumed = fit(cfg)
     assert resumed["steps"] == full["steps"] == 4 * STEPS_PER_EPOCH
     for key in ("val_loss", "train_loss", "best_val_loss", "val_acc"):

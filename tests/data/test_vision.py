@@ -14,7 +14,7 @@ import torch
 
 from scalinglab import ConfigError
 from scalinglab.data.vision import SPECS, random_crop, random_flip
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 RNG = np.random.default_rng(0)
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from scalinglab import ConfigError
-from scalinglab.callbacks.run_record import forward_flops_per_example
 from scalinglab.models import build_model, count_params, solve_width
+from scalinglab.train.measure import forward_flops_per_example
 
 MNIST1D = (1, 40)
 IMAGE = (3, 32, 32)

@@ -1,6 +1,6 @@
-from scalinglab.callbacks.checkpoint import PeriodicCheckpoint
-from scalinglab.callbacks.preemption import Preemption, submitit_signal
-from scalinglab.callbacks.run_record import RunRecorder
+"""Lightning callbacks that run management adds to every job."""
+
+from scalinglab.callbacks.preemption import Preemption
 from scalinglab.callbacks.wandb_summary import WandbSummary
 
-__all__ = ["PeriodicCheckpoint", "Preemption", "RunRecorder", "WandbSummary", "submitit_signal"]
+__all__ = ["Preemption", "WandbSummary"]

@@ -8,10 +8,9 @@ auto_requeue=False)` in train.py), or both would requeue.
 
 submitit's handler would requeue and exit wherever the signal lands, mid-step included, before
 any checkpoint exists. So this callback takes the signal over during training, only notes it,
-and at the next call boundary (agreed by all ranks; at the epoch's end for its last call)
-raises `Preempted`: Lightning saves `interrupted.ckpt` on the way out (OnExceptionCheckpoint),
-and train.py then hands over to submitit's handler, which requeues. The requeued job resumes
-from that checkpoint exactly.
+and at the next step boundary (agreed by all ranks) raises `Preempted`: Lightning saves
+`interrupted.ckpt` on the way out (OnExceptionCheckpoint), and train/run.py then hands over to
+submitit's handler, which requeues. The requeued job resumes from that checkpoint exactly.
 """
 
 import os
@@ -19,8 +18,7 @@ import signal
 
 import lightning.pytorch as pl
 
-from scalinglab.callbacks.checkpoint import ends_epoch
-from scalinglab.slurm import Preempted
+from scalinglab.launch.slurm import Preempted
 
 # Under DDP the ranks agree on "signalled?" with an all-reduce; every few steps keeps its cost
 # negligible, and SLURM's warning comes minutes ahead.
@@ -51,13 +49,6 @@ class Preemption(pl.Callback):
         signal.signal(self.signum, self._note)
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
-        if not ends_epoch(trainer):
-            self.check(trainer)
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.check(trainer)
-
-    def check(self, trainer: pl.Trainer) -> None:
         signalled = self.signalled
         if trainer.world_size > 1:
             if trainer.global_step % CHECK_EVERY_N_STEPS:

@@ -3,11 +3,12 @@
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from scalinglab.records import atomic_write
 
 
 def cached_arrays(
@@ -20,10 +21,6 @@ def cached_arrays(
         with np.load(path) as f:
             return dict(f)
     arrays = make()
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Atomic: parallel jobs may race to write the same cache file; a reader never sees half of it.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    with os.fdopen(fd, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: np.savez(f, **arrays))
     return arrays

@@ -32,52 +32,71 @@ def fits_on(device: torch.device, *tensors: Tensor) -> bool:
 class DeviceBatches:
     """An epoch iterator over tensors already on the device.
 
-    Every epoch has exactly `len(self)` steps, so the global step says where training is: a
-    run resumed from any checkpoint, even mid-epoch, continues with exactly the batches it
-    would have seen. `step_fn` gives that step (the trainer's); without it, epochs count up.
+    Training batches come from a per-epoch permutation (seeded by the epoch, the same on every
+    rank; each rank takes its stride, as DistributedSampler does). It is resumable through
+    Lightning's `state_dict` / `load_state_dict` interface: the state is the epoch and how many
+    of its batches training has taken, so a run resumed from any checkpoint, even mid-epoch,
+    continues with exactly the batches it would have seen.
+
+    `group`: the epoch's batches are a whole number of groups (trainer.accumulate_grad_batches),
+    so k accumulated batches are exactly one batch k times larger.
     """
 
     def __init__(self, x: Tensor, y: Tensor, batch_size: int, shuffle: bool, seed: int = 0,
-                 rank: int = 0, world_size: int = 1,
-                 step_fn: Callable[[], int] | None = None,
+                 rank: int = 0, world_size: int = 1, group: int = 1,
                  transform: Callable[[Tensor], Tensor] | None = None,
                  device: torch.device | None = None) -> None:
         self.x, self.y, self.transform, self.device = x, y, transform, device
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
-        self.rank, self.world_size = rank, world_size
-        self.step_fn, self.epochs_started = step_fn, 0
+        self.rank, self.world_size, self.group = rank, world_size, group
+        self.epoch, self.taken = -1, 0  # the current epoch; batches of it handed to training
+        self._resume: tuple[int, int] | None = None
 
     def __len__(self) -> int:
-        if self.shuffle:  # training: drop the last partial global batch
-            return len(self.x) // (self.batch_size * self.world_size)
+        if self.shuffle:  # training: drop the last partial global batch (and group)
+            groups = len(self.x) // (self.batch_size * self.world_size * self.group)
+            return groups * self.group
         return -(-len(self.x) // self.batch_size)
 
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "taken": self.taken}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume = (state["epoch"], state["taken"])
+
+    def batches_seen(self) -> int:
+        """Global batches handed to training over all epochs (a fraction of an epoch counts)."""
+        return max(self.epoch, 0) * len(self) + self.taken
+
     def __iter__(self):
-        n = len(self.x)
-        if self.shuffle:
-            steps = len(self)
-            if self.step_fn is not None:  # runs at the first next(), after any checkpoint restore
-                epoch, start = divmod(self.step_fn(), steps)
+        if not self.shuffle:
+            yield from self._batches(range(0, len(self.x), self.batch_size))
+            return
+        if self._resume is not None:  # first epoch after a checkpoint restore
+            (self.epoch, self.taken), self._resume = self._resume, None
+            if self.taken >= len(self):  # saved at an epoch's end: the next epoch starts
+                self.epoch, self.taken = self.epoch + 1, 0
+        else:
+            self.epoch, self.taken = self.epoch + 1, 0
+        steps, n = len(self), len(self.x)
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(n, generator=g).to(self.x.device)
+        order = order[: steps * self.batch_size * self.world_size]
+        order = order.view(steps, self.world_size, self.batch_size)[self.taken:, self.rank]
+        for batch in self._batches(order):
+            # Lightning asks a sized loader for each batch as training takes it (no prefetch).
+            self.taken += 1
+            yield batch
+
+    def _batches(self, index):
+        for idx in index:
+            if isinstance(idx, int):
+                x, y = self.x[idx: idx + self.batch_size], self.y[idx: idx + self.batch_size]
             else:
-                epoch, start = self.epochs_started, 0
-                self.epochs_started += 1
-            # Same permutation on every rank (seeded by epoch); each rank takes its stride.
-            g = torch.Generator().manual_seed(self.seed + epoch)
-            order = torch.randperm(n, generator=g).to(self.x.device)
-            order = order[: steps * self.batch_size * self.world_size]
-            order = order.view(steps, self.world_size, self.batch_size)[start:, self.rank]
-            batches = ((self.x[idx], self.y[idx]) for idx in order)
-        else:
-            batches = ((self.x[i : i + self.batch_size], self.y[i : i + self.batch_size])
-                       for i in range(0, n, self.batch_size))
-        if self.device is not None and self.device != self.x.device:  # host placement
-            batches = ((x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True))
-                       for x, y in batches)
-        if self.transform is None:
-            yield from batches
-        else:
-            for x, y in batches:
-                yield self.transform(x), y
+                x, y = self.x[idx], self.y[idx]
+            if self.device is not None and self.device != x.device:  # host placement
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            yield (x if self.transform is None else self.transform(x)), y
 
 
 class TensorDataModule(pl.LightningDataModule):
@@ -110,6 +129,8 @@ class TensorDataModule(pl.LightningDataModule):
         self.data_dir, self.placement = data_dir, placement
         self.device: torch.device = torch.device("cpu")  # where training runs
         self.x_train = self.y_train = self.x_val = self.y_val = None
+        self.train_batches: DeviceBatches | None = None
+        self._train_state: dict | None = None  # the train loader's, from a checkpoint
         self._prepared: tuple[Tensor, ...] | None = None
 
     def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -151,15 +172,28 @@ class TensorDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DeviceBatches:
         rank = self.trainer.global_rank if self.trainer else 0
+        group = self.trainer.accumulate_grad_batches if self.trainer else 1
         seed = torch.initial_seed() % (2**31)  # follows seed_everything(cfg.seed)
-        step_fn = (lambda: self.trainer.global_step) if self.trainer else None
-        batches = DeviceBatches(self.x_train, self.y_train, self.per_rank_batch(), True, seed,
-                                rank, self.world_size, step_fn, self.train_transform,
-                                self.device)
-        if len(batches) == 0:
-            raise ConfigError(f"data.batch_size={self.batch_size} is larger than the "
+        self.train_batches = DeviceBatches(self.x_train, self.y_train, self.per_rank_batch(),
+                                           True, seed, rank, self.world_size, group,
+                                           self.train_transform, self.device)
+        if self._train_state is not None:
+            self.train_batches.load_state_dict(self._train_state)
+        if len(self.train_batches) == 0:
+            raise ConfigError(f"data.batch_size={self.batch_size} x "
+                              f"trainer.accumulate_grad_batches={group} is larger than the "
                               f"{len(self.x_train)} training examples")
-        return batches
+        return self.train_batches
+
+    # The train loader's position also travels as the datamodule's state. Lightning restores a
+    # loader's own state only if it builds the loader after restoring the checkpoint, and
+    # configure_optimizers' `trainer.estimated_stepping_batches` builds it before; the
+    # datamodule's state is restored first of all.
+    def state_dict(self) -> dict:
+        return {"train_batches": self.train_batches.state_dict()} if self.train_batches else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._train_state = state.get("train_batches")
 
     def val_dataloader(self) -> list[DeviceBatches]:
         # Two loaders: held-out data, and as many training examples evaluated the same way,

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from scalinglab.fit import FitError, FitReport, fit
 from scalinglab.fit.laws import LAWS
-from scalinglab.records import SourceError, load_table
+from scalinglab.records import SourceError, load_table, write_json
 
 
 def _floats(text: str) -> list[float]:
@@ -119,12 +119,6 @@ def _frontier(args, table):
     return compute_frontier(rows, args.compute, args.x.split(",")[0], args.y), rows
 
 
-def _write_json(path: Path, doc: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    tmp.replace(path)
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     console = Console(stderr=args.json, width=None if sys.stdout.isatty() else 120)
@@ -152,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
 
         out = Path(args.out or tempfile.mkdtemp(prefix="scalinglab-fit-"))
         out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / "fit.json", doc)
+        write_json(out / "fit.json", doc)
         files = plot_fits(report, out / "fit") + plot_residuals(report, out / "residuals")
         if frontier is not None:
             files += plot_frontier(frontier, frontier_rows, out / "frontier", args.compute,
@@ -160,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.out:
             console.print(f"fit: {out / 'fit.json'}  plots: {', '.join(p.name for p in files)}")
     if args.wandb:
-        from scalinglab.tracking import log_fit
+        from scalinglab.records.wandb import log_fit
 
         group = args.group or Path(str(args.source).rstrip("/")).name
         run_id = log_fit(doc, files, args.wandb, args.entity, group, str(args.source))

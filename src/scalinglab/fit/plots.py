@@ -11,15 +11,17 @@ import numpy as np  # noqa: E402
 
 from scalinglab.fit import FitReport, GroupFit  # noqa: E402
 from scalinglab.fit.frontier import Frontier  # noqa: E402
+from scalinglab.records import atomic_write  # noqa: E402
 
 EXTEND = 10.0  # draw each curve this factor past the largest x, to show the extrapolation
 
 
-def _save(fig, path: Path) -> list[Path]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out = [path.with_suffix(".png"), path.with_suffix(".svg")]
+def save_figure(fig, path: Path, suffixes: tuple[str, ...] = (".png", ".svg"),
+                dpi: int = 150) -> list[Path]:
+    """The figure as one file per suffix, each written atomically; closes it."""
+    out = [path.with_suffix(s) for s in suffixes]
     for p in out:
-        fig.savefig(p, dpi=150)
+        atomic_write(p, lambda f, p=p: fig.savefig(f, format=p.suffix[1:], dpi=dpi))
     plt.close(fig)
     return out
 
@@ -65,7 +67,7 @@ def plot_fits(report: FitReport, path: str | Path, title: str | None = None) -> 
            title=title or f"{first.y} vs {first.x[0]}")
     ax.legend(fontsize=7)
     ax.grid(True, which="both", alpha=0.25)
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def plot_residuals(report: FitReport, path: str | Path) -> list[Path]:
@@ -81,7 +83,7 @@ def plot_residuals(report: FitReport, path: str | Path) -> list[Path]:
     ax.set(xscale="log", xlabel=report.fits[0].x[0], ylabel="log residual", title="residuals")
     ax.legend(fontsize=7)
     ax.grid(True, which="both", alpha=0.25)
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def plot_frontier(frontier: Frontier, table, path: str | Path, compute: str = "train_flops",
@@ -100,4 +102,4 @@ def plot_frontier(frontier: Frontier, table, path: str | Path, compute: str = "t
     ax.set(xscale="log", yscale="log", xlabel=compute, ylabel=y, title="compute frontier")
     ax.legend(fontsize=7)
     ax.grid(True, which="both", alpha=0.25)
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))

@@ -1,0 +1,119 @@
+"""The end of a multirun: collect every job's record, print a summary, set the exit code.
+
+Exit codes of `scalinglab-train -m`: 0 every job completed; 3 some completed and some failed or
+diverged (partial); 1 no job completed; 2 no job completed and every failure was a config error.
+Written here, in a Hydra callback, because Hydra calls `on_multirun_end` after the last job on
+every launcher.
+"""
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+from scalinglab import records
+from scalinglab.records.schema import COLUMNS
+
+log = logging.getLogger("scalinglab")
+EXIT_PARTIAL, EXIT_NONE, EXIT_CONFIG = 3, 1, 2
+
+
+def _fmt(value) -> str:
+    if value is None or value != value:  # None or NaN
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _num(value) -> float:
+    """A sort key for a possibly missing number (a failed job may have no params)."""
+    return float(value) if isinstance(value, int | float) and value == value else float("inf")
+
+
+def summarize(sweep_dir: str | Path) -> dict:
+    """Collect the sweep's records into `runs.csv` and `sweep_summary.json`; return the summary."""
+    sweep_dir = Path(sweep_dir)
+    table = records.collect(sweep_dir)
+    jobs = [] if table.empty else table.to_dict("records")
+    jobs.sort(key=lambda j: (str(j.get("family")), _num(j.get("params")), _num(j.get("seed")),
+                             str(j["path"])))
+    counts = {s: sum(j.get("status") == s for j in jobs) for s in records.STATUSES}
+    summary = {"sweep_dir": str(sweep_dir), "n_jobs": len(jobs), "counts": counts,
+               "jobs": [{k: j.get(k) for k in ("path", "status", "reason", *COLUMNS)}
+                        for j in jobs]}
+    if jobs:
+        records.save_table(table, sweep_dir / "runs.csv")
+    records.write_json(sweep_dir / "sweep_summary.json", summary)
+    return summary
+
+
+def print_summary(summary: dict, console: Console | None = None) -> None:
+    table = Table(title=f"sweep {summary['sweep_dir']}")
+    for col in ("job", "status", *COLUMNS, "reason"):
+        table.add_column(col, overflow="fold")
+    for job in summary["jobs"]:
+        job_name = str(Path(job["path"]).relative_to(summary["sweep_dir"]))
+        table.add_row(job_name, job["status"], *(_fmt(job[c]) for c in COLUMNS),
+                      _fmt(job["reason"]))
+    console = console or Console(width=None if sys.stdout.isatty() else 160)
+    console.print(table)
+    counts = ", ".join(f"{n} {s}" for s, n in summary["counts"].items())
+    console.print(f"{summary['n_jobs']} jobs: {counts}")
+    if summary["n_jobs"]:
+        console.print(f"records: {summary['sweep_dir']}/*/run.json  table: "
+                      f"{summary['sweep_dir']}/runs.csv")
+
+
+def exit_code(summary: dict) -> int:
+    completed = summary["counts"]["completed"]
+    if completed == summary["n_jobs"] and completed > 0:
+        return 0
+    if completed:
+        return EXIT_PARTIAL
+    reasons = [str(j.get("reason")) for j in summary["jobs"]]
+    if reasons and all(r.startswith("ConfigError") for r in reasons):
+        return EXIT_CONFIG
+    return EXIT_NONE
+
+
+def count_jobs(config: DictConfig) -> int | None:
+    """How many jobs a grid sweep expands to: the product of its swept values (command-line
+    overrides and `hydra.sweeper.params`); None for a sweeper that is not a grid."""
+    sweeper = config.hydra.sweeper
+    if "BasicSweeper" not in str(sweeper.get("_target_", "")):
+        return None
+    overrides = {}
+    params = sweeper.get("params") or {}
+    for key, value in params.items():
+        overrides[key] = f"{key}={value}"
+    for o in config.hydra.overrides.task:
+        overrides[o.split("=", 1)[0]] = o
+    n = 1
+    for parsed in OverridesParser.create().parse_overrides(list(overrides.values())):
+        n *= len(list(parsed.sweep_iterator())) if parsed.is_sweep_override() else 1
+    return n
+
+
+class SweepSummary(Callback):
+    """Hydra callback: tell the jobs how many there are (for their one line each); summarise
+    the multirun at its end and exit non-zero on partial failure."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        n = count_jobs(config)
+        if n is not None:  # inherited by every launcher's job processes
+            os.environ["SCALINGLAB_SWEEP_JOBS"] = str(n)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        summary = summarize(config.hydra.sweep.dir)
+        print_summary(summary)
+        code = exit_code(summary)
+        if code:
+            log.error("sweep finished with failures (exit code %d)", code)
+            sys.exit(code)

@@ -1,0 +1,3 @@
+from scalinglab.train.run import main
+
+main()

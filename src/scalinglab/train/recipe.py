@@ -1,0 +1,138 @@
+"""The recipe: config -> data -> model -> LightningModule -> callbacks, loggers -> Trainer ->
+fit -> the final weights measured. What happens around it (skip, resume, failure, preemption,
+exit codes) is train/run.py's."""
+
+import logging
+import shutil
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import hydra
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig, OmegaConf
+
+from scalinglab import ConfigError
+from scalinglab.identity import identity, job_name
+
+log = logging.getLogger("scalinglab")
+
+
+def _unwrap(error: BaseException) -> BaseException:
+    """Hydra wraps errors raised while instantiating; report the original error."""
+    while isinstance(error, InstantiationException) and error.__cause__ is not None:
+        error = error.__cause__
+    return error
+
+
+def job_identity(cfg: DictConfig) -> dict:
+    """The job's identity hash and readable name, as they go into its record."""
+    return {"identity": identity(cfg), "job": job_name(cfg)}
+
+
+def check_budget(trainer_cfg: dict) -> None:
+    """A budget that trains nothing is a config error, before anything is built."""
+    epochs, steps = trainer_cfg.get("max_epochs"), trainer_cfg.get("max_steps", -1)
+    if steps is not None and steps == 0 or epochs == 0 and steps in (None, -1):
+        raise ConfigError(f"trainer.max_epochs={epochs}, trainer.max_steps={steps}: this "
+                          "budget trains nothing")
+    if trainer_cfg.get("accumulate_grad_batches", 1) < 1:
+        raise ConfigError("trainer.accumulate_grad_batches must be >= 1, got "
+                          f"{trainer_cfg['accumulate_grad_batches']}")
+
+
+def build(cfg: DictConfig, output_dir: str, job: dict | None = None,
+          job_start: float | None = None):
+    """Instantiate everything a run needs, validating the config before any training."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
+
+    from scalinglab.callbacks import Preemption, WandbSummary
+    from scalinglab.callbacks.preemption import submitit_signal
+    from scalinglab.train.measure import RunRecorder
+
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    check_budget(trainer_cfg)
+    if not cfg.checkpoint.every_minutes >= 0:
+        raise ConfigError(f"checkpoint.every_minutes must be >= 0, got "
+                          f"{cfg.checkpoint.every_minutes}")
+    if trainer_cfg.get("enable_progress_bar") is None:  # a bar only where someone watches it
+        trainer_cfg["enable_progress_bar"] = sys.stdout.isatty()
+    try:
+        datamodule = hydra.utils.instantiate(cfg.data)
+        model = hydra.utils.instantiate(cfg.model, input_shape=datamodule.input_shape,
+                                        num_classes=datamodule.num_classes)
+        module = hydra.utils.instantiate(cfg.module, model=model,
+                                         num_classes=datamodule.num_classes)
+        recorder = RunRecorder(seed=cfg.seed, job=job or job_identity(cfg),
+                               config=OmegaConf.to_container(cfg, resolve=True),
+                               check_every_n_steps=cfg.trainer.log_every_n_steps,
+                               job_start=job_start)
+        # Run management, not configuration: the job's own checkpoints, saved periodically
+        # (last.ckpt) and when training is interrupted (interrupted.ckpt: SIGTERM, Ctrl-C, an
+        # exception; Lightning deletes it again when a run ends normally), for re-runs to resume.
+        # By wall time by default: a save costs milliseconds, and small models run many short
+        # epochs.
+        every_n_epochs = cfg.checkpoint.get("every_n_epochs")
+        every = ({"every_n_epochs": every_n_epochs} if every_n_epochs else
+                 {"train_time_interval": timedelta(minutes=cfg.checkpoint.every_minutes)})
+        ckpt_dir = Path(output_dir) / "checkpoints"
+        callbacks = [recorder,
+                     ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1,
+                                     enable_version_counter=False, **every),
+                     OnExceptionCheckpoint(dirpath=ckpt_dir, filename="interrupted"),
+                     *(hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values())]
+        loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
+        if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
+            callbacks.append(WandbSummary(recorder))
+        extra = {}
+        if (signum := submitit_signal()) is not None:
+            # A submitit job on SLURM: submitit owns requeueing (callbacks/preemption.py), so
+            # Lightning's own SLURM requeue is off. Ranks still come from SLURM's environment.
+            from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+            callbacks.append(Preemption(signum))
+            extra["plugins"] = [SLURMEnvironment(auto_requeue=False)]
+        trainer: pl.Trainer = hydra.utils.instantiate(trainer_cfg, callbacks=callbacks,
+                                                      logger=loggers or False, **extra,
+                                                      _convert_="all")
+    except InstantiationException as e:
+        raise _unwrap(e) from None
+    if datamodule.batch_size % trainer.world_size:  # known now, before any data is read
+        raise ConfigError(f"data.batch_size={datamodule.batch_size} is global and must divide "
+                          f"evenly across {trainer.world_size} processes")
+    return datamodule, module, trainer, recorder
+
+
+def latest_checkpoint(output_dir: str) -> Path | None:
+    """The newer of the job's periodic and interrupt checkpoints, if any."""
+    found = [p for p in (Path(output_dir) / "checkpoints").glob("*.ckpt")
+             if p.stem in ("last", "interrupted")]
+    return max(found, key=lambda p: p.stat().st_mtime_ns, default=None)
+
+
+def train(cfg: DictConfig, output_dir: str, job: dict | None = None, built: dict | None = None,
+          callbacks: tuple = ()):
+    """Train one configuration, resuming its latest checkpoint, and measure its final weights.
+    Returns the run record. `built` (optional) receives the trainer and recorder as soon as
+    they exist, for whoever has to report a failure; `callbacks` are added to the Trainer's."""
+    job_start = time.perf_counter()
+    import lightning.pytorch as pl
+    import torch
+
+    torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule, module, trainer, recorder = build(cfg, output_dir, job, job_start)
+    trainer.callbacks.extend(callbacks)
+    if built is not None:
+        built.update(trainer=trainer, recorder=recorder)
+    if cfg.force and trainer.is_global_zero:  # start over: its checkpoints would be resumed
+        shutil.rmtree(Path(output_dir) / "checkpoints", ignore_errors=True)
+    resume = None if cfg.force else latest_checkpoint(output_dir)
+    if resume:
+        log.info("resuming from %s", resume)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+    if recorder.needs_final_validation(trainer):  # every budget ends measured
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+    return recorder.record(trainer)
