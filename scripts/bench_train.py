@@ -3,10 +3,10 @@
 Both run in this process, on the same model, device-resident data, AdamW param groups, warmup +
 cosine schedule, batch size, number of steps and thread count, reading the loss back every 50
 steps. The scalinglab side is the code `scalinglab-train` runs (the composed default config,
-`train.build`: datamodule, LightningModule, run recorder, checkpoints, CSV logger); its clock
-runs from the first to the last training step with validation time taken out, as the raw loop
-does no validation. Repeats pair the two sides, A B then B A; the ratio is the median of the
-paired ratios, printed with their range.
+`recipe.build`: datamodule, LightningModule, run recorder, checkpoints, CSV logger) in
+Lightning's own loop; its clock runs from the first to the last training step with validation
+time taken out, as the raw loop does no validation. Repeats pair the two sides, A B then B A;
+the ratio is the median of the paired ratios, printed with their range.
 
     python scripts/bench_train.py [--repeats 5] [--epochs 40] [--cases tiny,medium,cnn]
                                   [--no-val] [--compile] [--json] [OVERRIDE ...]
@@ -42,26 +42,20 @@ LOG_EVERY = 50
 
 
 class TrainClock(pl.Callback):
-    """Training time from the end of the first step to the last step, with validation taken
-    out; the first step (where torch.compile compiles) is timed on its own."""
+    """Training time from the end of the first step to the last step, with validation (from
+    its start hook to its end hook) taken out; the first step (where torch.compile compiles)
+    is timed on its own."""
 
     def on_train_start(self, trainer, pl_module):
         self.validation = 0.0
         self.t0 = time.perf_counter()
         self.first_step_s = None
-        # The whole validation loop is off the clock (eval mode, its loaders, its hooks and
-        # logging): the raw loop does not validate.
-        loop = trainer.fit_loop.epoch_loop.val_loop
-        run = loop.run
 
-        def timed_run():
-            v0 = time.perf_counter()
-            try:
-                return run()
-            finally:
-                self.validation += time.perf_counter() - v0
+    def on_validation_start(self, trainer, pl_module):
+        self.v0 = time.perf_counter()
 
-        loop.run = timed_run
+    def on_validation_end(self, trainer, pl_module):
+        self.validation += time.perf_counter() - self.v0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if self.first_step_s is None:
@@ -130,14 +124,11 @@ def run_raw(cfg, out: str, epochs: int) -> tuple[float, int]:
 
 
 def _optimizer_for(module, steps: int) -> dict:
-    class _Stub:  # configure_optimizers reads the run's total steps from the trainer
-        estimated_stepping_batches = steps
-
-    module._trainer = _Stub()
-    try:
-        return module.configure_optimizers()
-    finally:
-        module._trainer = None
+    """The module's own optimizer and schedule for `steps` steps: configure_optimizers reads
+    the run's length from its trainer (a step budget needs no data)."""
+    module.trainer = pl.Trainer(max_epochs=-1, max_steps=steps, logger=False,
+                                enable_checkpointing=False, enable_progress_bar=False)
+    return module.configure_optimizers()
 
 
 def main() -> None:

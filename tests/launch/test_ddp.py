@@ -6,7 +6,7 @@ import pytest
 
 from tests.helpers import run_cli
 
-TINY = ["trainer.max_epochs=2", "data.train_size=1024", "trainer.enable_progress_bar=false"]
+TINY = ["trainer.max_epochs=2", "data.train_size=1024"]
 
 
 def records(sweep, key):
@@ -51,3 +51,20 @@ def test_one_and_two_processes_agree(tmp_path, cli_env):
     assert two["steps"] == one["steps"]
     assert two["val_loss"] == pytest.approx(one["val_loss"], rel=1e-4)
     assert two["val_acc"] == pytest.approx(one["val_acc"], abs=2e-3)
+
+
+@pytest.mark.slow
+def test_ddp_single_run_without_multirun(tmp_path, cli_env):
+    # No -m: the children get a one-job command too. The last epoch is not a validation epoch,
+    # so the final weights are measured after fit, on the same two ranks.
+    run_dir = tmp_path / "run"
+    result = run_cli(["scalinglab-train", "trainer=ddp_cpu", "trainer.devices=2", *TINY,
+                      "trainer.max_epochs=3", "trainer.check_val_every_n_epoch=2",
+                      f"hydra.run.dir={run_dir}"], cli_env, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "completed" and record["world_size"] == 2
+    assert record["steps"] == 3 * 1024 // 128 and record["epochs"] == 3
+    assert record["val_loss"] > 0 and record["best_val_loss"] <= record["val_loss"]
+    assert (run_dir / "train_rank1.log").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no stray directories

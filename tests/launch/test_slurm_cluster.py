@@ -179,7 +179,8 @@ def test_preempted_ddp_job_resumes_on_both_ranks(sweep, tmp_path, cli_env):
     assert run["steps"] == 150 * (4000 // 128)  # every step, none repeated or skipped
     log = (sweep / run["job"] / "train.log").read_text()
     # both ranks stopped at the same step boundary, and both resumed from the checkpoint
-    assert log.count("preempted by SIGUSR2") == 2 and log.count("resuming from") == 2
+    assert log.count("preempted by SIGUSR2: checkpoint saved") == 2  # each rank's own line
+    assert log.count("resuming from") == 2
     assert sacct_states(job, attempts=True) == ["REQUEUED", "COMPLETED"]
 
 
@@ -196,3 +197,16 @@ def test_job_out_of_requeues_is_recorded_failed(sweep, tmp_path, cli_env):
     assert run["status"] == "failed" and "timed-out too many times" in run["reason"]
     assert 0 < run["steps"] < 150 * 4000 // 128  # stopped part-way
     assert list((sweep / run["job"] / "checkpoints").glob("interrupted.ckpt"))
+
+
+def test_a_refused_submission_is_one_line_naming_the_keys(sweep, tmp_path, cli_env):
+    # 2 tasks x cpus_per_task 2 = 4 CPUs: more than the 2-core node has; sbatch refuses it
+    result = subprocess.run(sweep_cmd(sweep, "trainer=ddp_cpu", "trainer.devices=2"),
+                            env=cli_env, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)
+    out = result.stdout + result.stderr
+    assert result.returncode == 2, out[-3000:]
+    errors = [line for line in out.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and "hydra.launcher.cpus_per_task" in errors[0], errors
+    assert "Traceback" not in out
+    assert not list(sweep.glob("*/run.json"))  # nothing ran

@@ -114,3 +114,19 @@ def test_ddp_job_makes_exactly_one_run(tmp_path, wandb_env):
     assert len(offline_runs(tmp_path)) == 1
     (row,), _ = tracking.read_offline(sweep)
     assert row["world_size"] == 2
+
+
+@pytest.mark.slow
+def test_a_job_that_did_not_complete_closes_its_run_failed(tmp_path, wandb_env):
+    env = {**wandb_env, "WANDB_MODE": "offline"}
+    run_dir = tmp_path / "job"
+    result = run_cli(["scalinglab-train", "logger=wandb", "module.lr=1e12",
+                      "module.warmup_frac=0", "trainer.log_every_n_steps=1", *TINY,
+                      f"hydra.run.dir={run_dir}"], env, tmp_path)
+    assert result.returncode == 1, result.stderr[-2000:]  # it did not complete
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "diverged"
+    (run,) = offline_runs(run_dir)
+    doc = json.loads(run_cli(["wandb", "leet", "inspect", "--summary", "--json", str(run)],
+                             env, tmp_path).stdout)
+    assert doc["exit_code"] == 1 and doc["state"] == "failed"
+    assert doc["summary"]["status"] == "diverged"  # the summary is the record

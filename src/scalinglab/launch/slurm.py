@@ -73,3 +73,4 @@ class JobShapeCheck(Callback):
             # Hydra turns a callback's exception into a warning; exiting stops the sweep
             logging.getLogger("scalinglab").error("config error: %s", e)
             sys.exit(2)
+

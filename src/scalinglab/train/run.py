@@ -4,7 +4,7 @@ Run management around the recipe (train/recipe.py), in one place: a job that alr
 with the same identity is skipped; an unfinished one resumes from its checkpoint; every outcome
 (completed, diverged, failed, preempted, interrupted) leaves one `run.json`, written here and
 nowhere else, and closes its W&B run. Exit codes of a single run: 0 completed, 2 a config error
-(before training), 143 SIGTERM (checkpoint saved), 1 anything else. A multirun's exit code is
+(before training), 143 SIGTERM (checkpoint saved), 1 anything else (diverged, failed). A multirun's exit code is
 set by its summary (launch/summary.py).
 """
 
@@ -133,7 +133,8 @@ def run_job(cfg: DictConfig, output_dir: str, multirun: bool, job_num: int | Non
     finally:
         if record is not None:
             _finish(output_dir, record, exit_code)
-            if multirun or record.status != "failed":  # a single run's error said it already
+            # one line per job (rank 0's); a single run's error line said it already
+            if _is_rank_zero() and (multirun or record.status != "failed"):
                 _report(record, job_num)
         end_ddp_job = getattr(getattr(built.get("trainer"), "strategy", None), "end_job", None)
         if end_ddp_job is not None:
@@ -161,7 +162,10 @@ def main(cfg: DictConfig) -> dict | None:
         share = configure_worker(hydra_cfg.sweep.dir, n_jobs)
         log.info("worker slot %(slot)d: %(threads)d threads, GPUs %(gpus)s", share)
     job_num = hydra_cfg.job.get("num") if multirun else None
-    return run_job(cfg, hydra_cfg.runtime.output_dir, multirun, job_num)
+    record = run_job(cfg, hydra_cfg.runtime.output_dir, multirun, job_num)
+    if not multirun and record is not None and record["status"] != "completed":
+        raise SystemExit(1)  # diverged: a single run that did not complete fails, as a sweep does
+    return record
 
 
 if __name__ == "__main__":
