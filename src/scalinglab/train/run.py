@@ -4,8 +4,8 @@ Run management around the recipe (train/recipe.py), in one place: a job that alr
 with the same identity is skipped; an unfinished one resumes from its checkpoint; every outcome
 (completed, diverged, failed, preempted, interrupted) leaves one `run.json`, written here and
 nowhere else, and closes its W&B run. Exit codes of a single run: 0 completed, 2 a config error
-(before training), 143 SIGTERM (checkpoint saved), 1 anything else (diverged, failed). A multirun's exit code is
-set by its summary (launch/summary.py).
+(before training), 143 SIGTERM (checkpoint saved), 1 anything else (diverged, failed). A
+multirun's exit code is set by its summary (launch/summary.py).
 """
 
 import logging
