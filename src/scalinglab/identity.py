@@ -60,8 +60,9 @@ def identity(cfg: DictConfig) -> str:
 def run_name(cfg: DictConfig) -> str:
     """A readable name from the size settings, e.g. `mlp-d2-w128-s0` (not unique)."""
     model, data = cfg.get("model", {}), cfg.get("data", {})
-    size = (f"n{model.get('target_params'):g}" if model.get("target_params") is not None
-            else f"w{model.get('width')}")
+    target = model.get("target_params")
+    size = (f"n{target:g}" if isinstance(target, int | float) else f"n{target}"
+            if target is not None else f"w{model.get('width')}")
     parts = [str(model.get("family", "model")), f"d{model.get('depth')}", size]
     if data.get("train_size") is not None:
         parts.append(f"D{data.get('train_size')}")

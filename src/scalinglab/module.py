@@ -16,26 +16,9 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from scalinglab import ConfigError
+from scalinglab import ConfigError, check_number
 
 EVAL_SPLITS = ("val", "train_eval")  # the order of the datamodule's val loaders
-
-
-def _number(key: str, value, low: float | None = None, high: float | None = None,
-            low_open: bool = False, high_open: bool = False) -> float:
-    """`value` as a float in its range, or a ConfigError naming `key`."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{key} must be a number, got {value!r}") from None
-    bad_low = low is not None and (number <= low if low_open else number < low)
-    bad_high = high is not None and (number >= high if high_open else number > high)
-    if bad_low or bad_high or math.isnan(number):
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        raise ConfigError(f"{key} must be in {lo}{low if low is not None else '-inf'}, "
-                          f"{high if high is not None else 'inf'}{hi}, got {value!r}")
-    return number
 
 
 class Classifier(pl.LightningModule):
@@ -43,13 +26,13 @@ class Classifier(pl.LightningModule):
                  weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
                  warmup_frac: float = 0.05, min_lr_ratio: float = 0.0) -> None:
         super().__init__()
-        self.lr = _number("module.lr", lr, low=0, low_open=True)
-        self.weight_decay = _number("module.weight_decay", weight_decay, low=0)
-        self.warmup_frac = _number("module.warmup_frac", warmup_frac, 0, 1, high_open=True)
-        self.min_lr_ratio = _number("module.min_lr_ratio", min_lr_ratio, 0, 1)
-        if len(betas) != 2:
+        self.lr = check_number("module.lr", lr, low=0, low_open=True)
+        self.weight_decay = check_number("module.weight_decay", weight_decay, low=0)
+        self.warmup_frac = check_number("module.warmup_frac", warmup_frac, 0, 1, high_open=True)
+        self.min_lr_ratio = check_number("module.min_lr_ratio", min_lr_ratio, 0, 1)
+        if isinstance(betas, str) or len(betas) != 2:
             raise ConfigError(f"module.betas must be two numbers, got {betas!r}")
-        self.betas = tuple(_number("module.betas", b, 0, 1, high_open=True) for b in betas)
+        self.betas = tuple(check_number("module.betas", b, 0, 1, high_open=True) for b in betas)
         # With model.compile the compiled wrapper runs the steps, but only the eager module is a
         # submodule: checkpoints keep the same keys with and without compile and resume each other.
         self.model = getattr(model, "_orig_mod", model)

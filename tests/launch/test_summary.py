@@ -100,3 +100,15 @@ def test_rerunning_a_finished_sweep_trains_nothing(tmp_path, cli_env):
     forced = run_cli([*args, "force=true"], cli_env, tmp_path)
     assert forced.returncode == 0
     assert all(p.stat().st_mtime_ns > stamps[p] for p in stamps)
+
+
+@pytest.mark.slow
+def test_a_sweep_of_config_errors_exits_2_and_records_each(tmp_path, cli_env):
+    sweep = tmp_path / "sweep"
+    result = run_cli(["scalinglab-train", "-m", "module.lr=abc,-1", *TINY,
+                      f"hydra.sweep.dir={sweep}"], cli_env, tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    summary = json.loads((sweep / "sweep_summary.json").read_text())
+    assert summary["counts"]["failed"] == 2
+    assert all(j["reason"].startswith("ConfigError: module.lr") for j in summary["jobs"])
+    assert "Traceback" not in result.stdout + result.stderr

@@ -78,6 +78,10 @@ def test_bad_config_fails_before_training(make_cfg, override, key):
 
 @pytest.mark.parametrize("overrides,expected", [
     (["model.depth=0"], "config error: model.depth must be >= 1, got 0"),
+    (["model.width=abc"], "config error: model.width must be an integer, got 'abc'"),
+    (["trainer.max_epochs=abc"], "config error: trainer.max_epochs must be an integer"),
+    (["seed=abc"], "config error: seed must be an integer, got 'abc'"),
+    (["trainer.precision=64-bogus"], "config error: trainer: Precision '64-bogus' is invalid"),
     (["module.lr=abc"], "config error: module.lr must be a number, got 'abc'"),
     (["trainer=ddp_cpu", "trainer.devices=3"], "must divide evenly across 3 processes"),
     (["trainer.max_epochs=0"], "this budget trains nothing"),

@@ -6,7 +6,7 @@ pickles into the current directory.
 
 import torch
 
-from scalinglab import ConfigError
+from scalinglab import check_number
 from scalinglab.data.cache import cached_arrays
 from scalinglab.data.tensors import TensorDataModule
 
@@ -17,10 +17,10 @@ class MNIST1D(TensorDataModule):
 
     def __init__(self, num_samples: int = 5000, train_split: float = 0.8, seed: int = 42,
                  length: int = 40, **kwargs) -> None:
-        if num_samples < 10:
-            raise ConfigError(f"data.num_samples must be >= 10, got {num_samples}")
-        if not 0.0 < train_split < 1.0:
-            raise ConfigError(f"data.train_split must be in (0, 1), got {train_split}")
+        num_samples = check_number("data.num_samples", num_samples, low=10, integer=True)
+        train_split = check_number("data.train_split", train_split, 0, 1, low_open=True,
+                                   high_open=True)
+        length = check_number("data.length", length, low=1, integer=True)
         self.args = {"num_samples": num_samples, "train_split": train_split, "seed": seed,
                      "final_seq_length": length}
         self.input_shape = (1, length)

@@ -6,7 +6,7 @@ on `teacher_seed`, the sampled inputs on `seed`.
 
 import torch
 
-from scalinglab import ConfigError
+from scalinglab import ConfigError, check_number
 from scalinglab.data.cache import cached_arrays
 from scalinglab.data.tensors import TensorDataModule
 
@@ -20,14 +20,11 @@ class Synthetic(TensorDataModule):
     def __init__(self, input_dim: int = 32, num_classes: int = 10, teacher_width: int = 64,
                  val_size: int = 2000, teacher_seed: int = 0, seed: int = 1,
                  label_noise: float = 0.0, train_size: int = 10000, **kwargs) -> None:
-        for key, value in (("input_dim", input_dim), ("num_classes", num_classes),
-                           ("teacher_width", teacher_width), ("val_size", val_size)):
-            if value < 1:
-                raise ConfigError(f"data.{key} must be >= 1, got {value}")
-        if num_classes < 2:
-            raise ConfigError(f"data.num_classes must be >= 2, got {num_classes}")
-        if not 0.0 <= label_noise <= 1.0:
-            raise ConfigError(f"data.label_noise must be in [0, 1], got {label_noise}")
+        input_dim, teacher_width, val_size = (
+            check_number(f"data.{key}", value, low=1, integer=True) for key, value in
+            (("input_dim", input_dim), ("teacher_width", teacher_width), ("val_size", val_size)))
+        num_classes = check_number("data.num_classes", num_classes, low=2, integer=True)
+        label_noise = check_number("data.label_noise", label_noise, 0, 1)
         if train_size is None:
             raise ConfigError("data.train_size must be set for data=synthetic "
                               "(its samples are unlimited)")

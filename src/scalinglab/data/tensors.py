@@ -15,7 +15,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
-from scalinglab import ConfigError
+from scalinglab import ConfigError, check_number
 
 PLACEMENTS = ("auto", "device", "host")
 
@@ -117,10 +117,11 @@ class TensorDataModule(pl.LightningDataModule):
         super().__init__()
         if placement not in PLACEMENTS:
             raise ConfigError(f"data.placement must be one of {PLACEMENTS}, got {placement!r}")
-        if batch_size < 1:
-            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
-        if train_size is not None and train_size < 1:
-            raise ConfigError(f"data.train_size must be >= 1, got {train_size}")
+        batch_size = check_number("data.batch_size", batch_size, low=1, integer=True)
+        eval_batch_size = check_number("data.eval_batch_size", eval_batch_size, low=1,
+                                       integer=True)
+        if train_size is not None:
+            train_size = check_number("data.train_size", train_size, low=1, integer=True)
         if train_size is not None and self.train_pool is not None and train_size > self.train_pool:
             raise ConfigError(f"data.train_size={train_size} is larger than the "
                               f"{self.train_pool} training examples of {self.name}")

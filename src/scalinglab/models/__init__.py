@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from scalinglab import ConfigError
+from scalinglab import ConfigError, check_number
 from scalinglab.models.cnn import CNN, cnn_params
 from scalinglab.models.layers import ACTIVATIONS
 from scalinglab.models.mlp import MLP, mlp_params
@@ -56,20 +56,16 @@ def build_model(
     """
     if family not in FAMILIES:
         raise ConfigError(f"model.family={family!r} is unknown; choose one of {sorted(FAMILIES)}")
-    if depth is None or depth < 1:
-        raise ConfigError(f"model.depth must be >= 1, got {depth}")
+    depth = check_number("model.depth", depth, low=1, integer=True)
     if activation not in ACTIVATIONS:
         raise ConfigError(f"model.activation={activation!r} is unknown; "
                           f"choose one of {sorted(ACTIVATIONS)}")
-    if not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"model.dropout must be in [0, 1), got {dropout}")
+    dropout = check_number("model.dropout", dropout, 0, 1, high_open=True)
     count_kw = {k: v for k, v in family_kwargs.items() if k == "kernel_size"}
     if target_params is not None:
-        if target_params < 1:
-            raise ConfigError(f"model.target_params must be >= 1, got {target_params}")
+        target_params = check_number("model.target_params", target_params, low=1)
         width = solve_width(family, int(target_params), depth, input_shape, num_classes, **count_kw)
-    if width is None or width < 1:
-        raise ConfigError(f"model.width must be >= 1, got {width}")
+    width = check_number("model.width", width, low=1, integer=True)
     model = FAMILIES[family].cls(input_shape, num_classes, depth, int(width), activation, dropout,
                                  **family_kwargs)
     model.family, model.depth, model.width = family, depth, int(width)

@@ -13,7 +13,7 @@ import hydra
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
-from scalinglab import ConfigError
+from scalinglab import ConfigError, check_number
 from scalinglab.identity import identity, job_name
 
 log = logging.getLogger("scalinglab")
@@ -53,10 +53,11 @@ def build(cfg: DictConfig, output_dir: str, job: dict | None = None,
     from scalinglab.train.measure import RunRecorder
 
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    for key in ("max_epochs", "max_steps", "accumulate_grad_batches", "log_every_n_steps"):
+        if trainer_cfg.get(key) is not None:
+            trainer_cfg[key] = check_number(f"trainer.{key}", trainer_cfg[key], integer=True)
     check_budget(trainer_cfg)
-    if not cfg.checkpoint.every_minutes >= 0:
-        raise ConfigError(f"checkpoint.every_minutes must be >= 0, got "
-                          f"{cfg.checkpoint.every_minutes}")
+    check_number("checkpoint.every_minutes", cfg.checkpoint.every_minutes, low=0)
     if trainer_cfg.get("enable_progress_bar") is None:  # a bar only where someone watches it
         trainer_cfg["enable_progress_bar"] = sys.stdout.isatty()
     try:
@@ -94,9 +95,12 @@ def build(cfg: DictConfig, output_dir: str, job: dict | None = None,
 
             callbacks.append(Preemption(signum))
             extra["plugins"] = [SLURMEnvironment(auto_requeue=False)]
-        trainer: pl.Trainer = hydra.utils.instantiate(trainer_cfg, callbacks=callbacks,
-                                                      logger=loggers or False, **extra,
-                                                      _convert_="all")
+        try:
+            trainer: pl.Trainer = hydra.utils.instantiate(trainer_cfg, callbacks=callbacks,
+                                                          logger=loggers or False, **extra,
+                                                          _convert_="all")
+        except InstantiationException as e:  # the Trainer refusing its arguments: config
+            raise ConfigError(f"trainer: {_unwrap(e)}") from None
     except InstantiationException as e:
         raise _unwrap(e) from None
     if datamodule.batch_size % trainer.world_size:  # known now, before any data is read
@@ -121,8 +125,11 @@ def train(cfg: DictConfig, output_dir: str, job: dict | None = None, built: dict
     import lightning.pytorch as pl
     import torch
 
-    torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    precision = cfg.get("matmul_precision", "highest")
+    if precision not in ("highest", "high", "medium"):
+        raise ConfigError(f"matmul_precision must be highest, high or medium, got {precision!r}")
+    torch.set_float32_matmul_precision(precision)
+    pl.seed_everything(check_number("seed", cfg.seed, integer=True), workers=True, verbose=False)
     datamodule, module, trainer, recorder = build(cfg, output_dir, job, job_start)
     trainer.callbacks.extend(callbacks)
     if built is not None:
