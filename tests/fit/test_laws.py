@@ -60,17 +60,41 @@ def test_auto_prefers_the_simpler_law_on_pure_power_data_and_says_why():
     table = table_for("power", {"A": 5.0, "alpha": 0.4}, np.geomspace(1e2, 1e6, 15), 0.01)
     f = fit(table, law="auto").fits[0]
     assert f.law in ("power", "power_offset")
-    assert f.selection["criterion"] == "aicc" and f.selection["chosen"] == f.law
+    assert f.selection["criterion"] == "rmse_log_inner" and f.selection["chosen"] == f.law
     assert set(f.selection["scores"]) == {"power", "power_offset", "bnsl"}
+    assert "held-out rows were not used" in f.selection["reason"]
 
 
-def test_auto_with_holdout_picks_the_best_extrapolator():
+def test_auto_chooses_by_extrapolating_inside_the_fitted_rows():
     table = table_for("power_offset", {"E": 1.0, "A": 30.0, "alpha": 0.6},
                       np.geomspace(1e2, 1e6, 16), 0.005)
     f = fit(table, law="auto", holdout_largest=4).fits[0]
-    assert f.selection["criterion"] == "rmse_log_holdout"
+    assert f.selection["criterion"] == "rmse_log_inner"
+    assert "3 largest fitted params" in f.selection["reason"]  # 12 fitted sizes // 4
     assert f.selection["scores"][f.law] == min(f.selection["scores"].values())
     assert f.selection["scores"]["power_offset"] < f.selection["scores"]["power"]
+    assert f.n_holdout == 4 and f.rmse_log_holdout is not None  # reported, not used
+
+
+def test_held_out_values_change_neither_the_choice_nor_the_parameters():
+    table = table_for("power_offset", {"E": 1.0, "A": 30.0, "alpha": 0.6},
+                      np.geomspace(1e2, 1e6, 16), 0.005)
+    before = fit(table, law="auto", holdout_largest=4).fits[0]
+    perturbed = table.copy()
+    largest = perturbed["params"] >= np.sort(perturbed["params"].unique())[-4]
+    perturbed.loc[largest, "val_loss"] *= [0.3, 3.0, 0.5, 2.0]  # wildly different holdout
+    after = fit(perturbed, law="auto", holdout_largest=4).fits[0]
+    assert after.law == before.law and after.selection["scores"] == before.selection["scores"]
+    assert after.params == before.params
+    assert after.rmse_log_holdout != before.rmse_log_holdout  # the report does see them
+
+
+def test_auto_falls_back_to_aicc_when_too_few_sizes_to_refit():
+    # 4 sizes: without the largest, 3 are left, and power_offset's 3 parameters need 4
+    table = table_for("power", {"A": 5.0, "alpha": 0.4}, np.geomspace(1e2, 1e6, 4), 0.01)
+    f = fit(table, law="auto").fits[0]
+    assert f.selection["criterion"] == "aicc" and set(f.selection["scores"]) == {
+        "power", "power_offset"}
 
 
 def test_target_round_trip_and_unreachable():

@@ -155,19 +155,34 @@ def _fit_one(spec: Law, train: pd.DataFrame, test: pd.DataFrame, xs: list[str], 
     return result, opt.theta
 
 
-def _choose(candidates: dict[str, tuple[GroupFit, np.ndarray]], train_n: int) -> dict:
-    """Pick a law: lowest holdout error when there is a holdout, else lowest AICc."""
-    by_holdout = all(f.rmse_log_holdout is not None for f, _ in candidates.values())
-    if by_holdout:
-        scores = {name: f.rmse_log_holdout for name, (f, _) in candidates.items()}
-        criterion = "rmse_log_holdout"
+def _choose(candidates: dict[str, tuple[GroupFit, np.ndarray]], train: pd.DataFrame,
+            xs: list[str], y: str, delta: float) -> dict:
+    """Pick a law using the fitted rows only, never the held-out ones: each law is refitted
+    without the largest fitted sizes (a quarter of them, at least one) and scored by its RMSE
+    of log y on them, an extrapolation inside the fitted rows. Where some law cannot be
+    refitted on what is left, the choice is by AICc on the fitted rows."""
+    sizes = np.sort(train[xs[0]].unique())
+    k = max(1, len(sizes) // 4)
+    inner = train[xs[0]] >= sizes[-k]
+    rest, probe = train[~inner], train[inner]
+    can_refit = all(len(rest) >= LAWS[n].n_params + 1 for n in candidates) and all(
+        rest[c].nunique() >= 2 for c in xs)
+    if can_refit:
+        scores = {name: _fit_one(LAWS[name], rest, probe, xs, y, delta)[0].rmse_log_holdout
+                  for name in candidates}
+        criterion = "rmse_log_inner"
+        how = (f"refitted without the {k} largest fitted {xs[0]} value(s) (>= {sizes[-k]:.4g}) "
+               "and scored on them; the held-out rows were not used")
     else:
-        scores = {name: aicc(f.rmse_log_fit, train_n, LAWS[name].n_params)
+        n = len(train)
+        scores = {name: aicc(f.rmse_log_fit, n, LAWS[name].n_params)
                   for name, (f, _) in candidates.items()}
         criterion = "aicc"
+        how = ("by AICc on the fitted rows (too few sizes to refit without the largest); "
+               "the held-out rows were not used")
     chosen = min(scores, key=scores.get)
     ranked = ", ".join(f"{k}={v:.4g}" for k, v in sorted(scores.items(), key=lambda kv: kv[1]))
-    reason = f"{chosen} has the lowest {criterion} ({ranked})"
+    reason = f"{chosen} has the lowest {criterion} ({ranked}): {how}"
     return {"criterion": criterion, "scores": scores, "chosen": chosen, "reason": reason}
 
 
@@ -223,7 +238,7 @@ def fit(
             raise FitError(f"{where} has {len(train)} point(s) to fit{held}; law {law!r} needs "
                            f"at least {need} (parameters + 1)")
         candidates = {n: _fit_one(LAWS[n], train, test, xs, y, delta) for n in usable}
-        selection = _choose(candidates, len(train)) if law == "auto" else None
+        selection = _choose(candidates, train, xs, y, delta) if law == "auto" else None
         result, theta = candidates[selection["chosen"] if selection else usable[0]]
         spec = LAWS[result.law]
         result.group = (dict(zip(groups, rows[groups].iloc[0].tolist(), strict=True))
