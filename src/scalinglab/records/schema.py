@@ -35,6 +35,8 @@ class RunRecord:
     flops_per_example: int | None = _field("size/flops_per_example")
     train_flops: float | None = _field("size/train_flops")
     examples_seen: int | None = _field("size/examples_seen")
+    budget_flops: float | None = _field("budget/flops", config=True)  # the budget it was given
+    budget_examples: float | None = _field("budget/examples", config=True)
     steps: int | None = _field("size/steps")
     epochs: float | None = _field("size/epochs")  # fractional when a budget ends mid-epoch
     train_size: int | None = _field(config=True, column=True)

@@ -197,6 +197,8 @@ class RunRecorder(pl.Callback):
             **self.size,
             train_flops=3 * fpe * examples_seen if fpe is not None else None,
             examples_seen=examples_seen,
+            budget_flops=(self.config.get("budget") or {}).get("flops"),
+            budget_examples=(self.config.get("budget") or {}).get("examples"),
             steps=trainer.global_step,
             epochs=batches / per_epoch if per_epoch else 0.0,
             seed=self.seed,

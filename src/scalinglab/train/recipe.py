@@ -42,15 +42,39 @@ def check_budget(trainer_cfg: dict) -> None:
                           f"{trainer_cfg['accumulate_grad_batches']}")
 
 
+def budget_steps(budget, flops_per_example: int, examples_per_step: int) -> int | None:
+    """Optimizer steps for a job's compute budget (`budget.flops` or `budget.examples`): the
+    nearest whole number of steps, so the job's train_flops (examples) land within half a
+    step's of the budget. None when no budget is set."""
+    flops, examples = budget.get("flops"), budget.get("examples")
+    if flops is not None and examples is not None:
+        raise ConfigError("set budget.flops or budget.examples, not both")
+    if flops is None and examples is None:
+        return None
+    if flops is not None:
+        per_step = 3 * flops_per_example * examples_per_step  # forward + backward ~ 3 forward
+        key, value = "budget.flops", check_number("budget.flops", flops, low=0, low_open=True)
+    else:
+        per_step = examples_per_step
+        key, value = "budget.examples", check_number("budget.examples", examples, low=0,
+                                                     low_open=True)
+    steps = round(value / per_step)
+    if steps < 1:
+        raise ConfigError(f"{key}={value:g} is less than one optimizer step ({per_step:g}: "
+                          f"{examples_per_step} examples); raise it or lower data.batch_size")
+    return steps
+
+
 def build(cfg: DictConfig, output_dir: str, job: dict | None = None,
           job_start: float | None = None):
     """Instantiate everything a run needs, validating the config before any training."""
     import lightning.pytorch as pl
+    import torch
     from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 
     from scalinglab.callbacks import Preemption, WandbSummary
     from scalinglab.callbacks.preemption import submitit_signal
-    from scalinglab.train.measure import RunRecorder
+    from scalinglab.train.measure import RunRecorder, forward_flops_per_example
 
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     for key in ("max_epochs", "max_steps", "accumulate_grad_batches", "log_every_n_steps"):
@@ -66,6 +90,13 @@ def build(cfg: DictConfig, output_dir: str, job: dict | None = None,
                                         num_classes=datamodule.num_classes)
         module = hydra.utils.instantiate(cfg.module, model=model,
                                          num_classes=datamodule.num_classes)
+        # A compute budget replaces max_epochs: the step count comes from the model's measured
+        # FLOPs (on an input of the data's shape), and the LR schedule spans exactly it.
+        example = torch.zeros(1, *datamodule.input_shape)
+        steps = budget_steps(cfg.get("budget") or {}, forward_flops_per_example(model, example),
+                             datamodule.batch_size * trainer_cfg.get("accumulate_grad_batches", 1))
+        if steps is not None:
+            trainer_cfg.update(max_steps=steps, max_epochs=-1)
         recorder = RunRecorder(seed=cfg.seed, job=job or job_identity(cfg),
                                config=OmegaConf.to_container(cfg, resolve=True),
                                check_every_n_steps=cfg.trainer.log_every_n_steps,
