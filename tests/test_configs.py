@@ -36,4 +36,4 @@ def test_experiment_grid_expands(experiment):
 
 def test_every_experiment_is_listed():
     assert {"study", "mlp_grid", "cnn_grid", "target_params", "mlp_data_grid",
-            "cnn_cifar10_data_grid"} <= set(GROUPS["experiment"])
+            "cnn_cifar10_data_grid", "isoflop"} <= set(GROUPS["experiment"])

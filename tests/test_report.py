@@ -91,3 +91,17 @@ def test_model_x_data_grid_gives_a_joint_law_and_a_report(tmp_path, cli_env):
     report = run_cli(["scalinglab-report", str(sweep), "--bootstrap", "20"], cli_env, tmp_path)
     assert report.returncode == 0, report.stderr[-2000:]
     assert "Joint law" in (sweep / "report" / "report.html").read_text()
+
+
+def test_report_draws_the_compute_frontier_of_a_budget_sweep(tmp_path):
+    rows = []
+    for c in (1e12, 1e14, 1e16):
+        for n in c**0.5 * np.array([0.1, 0.3, 1.0, 3.0, 10.0]):
+            loss = 1 + 0.1 * np.log(n / c**0.5) ** 2 + 10 / np.log(c)
+            rows.append({"status": "completed", "family": "mlp", "params": n, "budget_flops": c,
+                         "train_flops": c, "examples_seen": c / (6 * n), "val_loss": loss,
+                         "train_loss": loss, "val_acc": 0.5, "time_s": 1.0})
+    text = build(pd.DataFrame(rows), tmp_path, "isoflop", bootstrap=20).read_text()
+    assert "The compute frontier" in text and 'src="frontier.png"' in text
+    assert "a = 0.5 [" in text  # N_opt = C^0.5 exactly, with its interval
+    assert (tmp_path / "frontier.png").stat().st_size > 0

@@ -6,6 +6,7 @@ files beside it, answering a scaling study's questions:
 - generalisation vs size: the train-val gap vs parameters, at each training-set size;
 - resources vs size: wall time, peak memory, parameter bytes and FLOPs vs parameters, each with
   its fitted power law y = c N^k;
+- the compute frontier, when the runs share FLOP budgets: IsoFLOP curves, N_opt and D_opt;
 - the stopping rule: the smallest size predicted to reach a target loss or accuracy, with its
   interval, and the predicted cost to train it.
 
@@ -29,7 +30,8 @@ import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from scalinglab.fit import FitError, fit  # noqa: E402
-from scalinglab.fit.plots import plot_fits, save_figure  # noqa: E402
+from scalinglab.fit.frontier import compute_frontier  # noqa: E402
+from scalinglab.fit.plots import plot_fits, plot_frontier, save_figure  # noqa: E402
 from scalinglab.records import SourceError, atomic_write, load_table  # noqa: E402
 
 RESOURCES = {"time_s": "wall time (s)", "peak_mem_bytes": "peak memory (bytes)",
@@ -136,6 +138,34 @@ def joint(table: pd.DataFrame, out: Path, y: str) -> str:
             + "<p>D is examples seen. With a compute budget C, the loss-optimal model grows as "
               "C<sup>a</sup> and its data as C<sup>b</sup> (<code>scalinglab-fit --law "
               "chinchilla --budget C</code> gives N_opt and D_opt).</p>")
+
+
+def frontier(table: pd.DataFrame, out: Path, y: str, bootstrap: int) -> str:
+    """The compute frontier, when the runs share FLOP budgets (experiment=isoflop)."""
+    if "train_flops" not in table or table["train_flops"].notna().sum() < 3:
+        return ""
+    front = compute_frontier(table, y=y, bootstrap=bootstrap)
+    if not front.isoflops:
+        return ""
+    plot_frontier(front, table, out / "frontier", y=y)
+    rows = [[b["C"], b["N_opt"], b.get("D_opt"), b["loss_opt"],
+             "no: at an edge of its sizes" if b["at_edge"] else "yes"] for b in front.isoflops]
+
+    def with_ci(value, ci) -> str:
+        return _fmt(value) + (f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "")
+
+    a = with_ci(front.isoflop_exponent, front.isoflop_exponent_ci)
+    b = with_ci(front.isoflop_data_exponent, front.isoflop_data_exponent_ci)
+
+    return ("<h2>The compute frontier</h2>"
+            '<img src="frontier.png" alt="IsoFLOP curves and the compute-optimal size">'
+            + _table(["budget C (FLOPs)", "N_opt", "D_opt (examples)", "loss at N_opt",
+                      "bracketed"], rows)
+            + f"<p>IsoFLOP profiles (Approach 2): N_opt ∝ C<sup>a</sup>, a = {html.escape(a)}; "
+              f"D_opt ∝ C<sup>b</sup>, b = {html.escape(b)}, over the {front.n_bracketed} "
+              f"bracketed budget(s), with {bootstrap} resamples of each budget's runs. A budget "
+              "whose minimum sits at an edge of its sizes is left out. "
+              f"{html.escape(front.note)}</p>")
 
 
 def generalisation(table: pd.DataFrame, keys: list[str], out: Path) -> str:
@@ -255,8 +285,8 @@ def build(table: pd.DataFrame, out: Path, title: str, y: str = "val_loss",
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         costs_html, costs = resources(table, keys, out)
-        sections = [performance(table, keys, out, y), generalisation(table, keys, out),
-                    costs_html,
+        sections = [performance(table, keys, out, y), frontier(table, out, y, bootstrap),
+                    generalisation(table, keys, out), costs_html,
                     stopping_rule(table, y, target_loss, target_acc, bootstrap, costs, keys)]
     sizes = f"{table['params'].nunique()} sizes ({table['params'].min():,.0f} to " \
             f"{table['params'].max():,.0f} params)"

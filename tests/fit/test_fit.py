@@ -162,6 +162,43 @@ def test_frontier_envelope_and_isoflop_minimum():
     assert losses == sorted(losses, reverse=True)  # the envelope only goes down with compute
 
 
+def isoflop_table(budgets=(1e12, 1e14, 1e16), spread=(0.1, 0.3, 1.0, 3.0, 10.0), noise=0.0):
+    """Runs of a budget sweep: N_opt = C^0.5 exactly, D = C / (6 N), a parabola in log N."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for c in budgets:
+        n_star = c**0.5
+        for n in n_star * np.array(spread):
+            loss = (1 + 0.1 * np.log(n / n_star) ** 2 + 10 / np.log(c)) * np.exp(
+                rng.normal(0, noise))
+            rows.append({"budget_flops": c, "train_flops": c * 1.001, "params": n,
+                         "examples_seen": c / (6 * n), "val_loss": loss})
+    return pd.DataFrame(rows)
+
+
+def test_isoflop_exponents_of_size_and_data_with_intervals():
+    from scalinglab.fit.frontier import compute_frontier
+
+    front = compute_frontier(isoflop_table(noise=0.003), bootstrap=200)
+    assert front.n_bracketed == 3
+    assert front.isoflop_exponent == pytest.approx(0.5, abs=0.02)
+    assert front.isoflop_data_exponent == pytest.approx(0.5, abs=0.02)  # D = C / 6N
+    lo, hi = front.isoflop_exponent_ci
+    assert lo < front.isoflop_exponent < hi and hi - lo < 0.2
+    for b in front.isoflops:
+        assert b["D_opt"] == pytest.approx(b["C"] / (6 * b["N_opt"]), rel=0.01)
+
+
+def test_a_minimum_at_the_edge_of_its_sizes_is_flagged_and_left_out():
+    from scalinglab.fit.frontier import compute_frontier
+
+    table = pd.concat([isoflop_table(), isoflop_table((1e18,), spread=(0.01, 0.03, 0.1, 0.3))])
+    front = compute_frontier(table)
+    edge = [b for b in front.isoflops if b["at_edge"]]
+    assert [b["C"] for b in edge] == [pytest.approx(1e18 * 1.001)]
+    assert front.n_bracketed == 3 and front.isoflop_exponent == pytest.approx(0.5, rel=1e-6)
+
+
 def test_cli_bootstrap_target_budget_and_frontier(tmp_path, capsys):
     n, d = (g.ravel() for g in np.meshgrid(np.geomspace(1e6, 1e9, 5), np.geomspace(1e8, 1e11, 5)))
     y = 1.7 + 400 * n**-0.34 + 400 * d**-0.28
@@ -212,3 +249,26 @@ def test_nan_rows_are_dropped_with_a_count():
     with pytest.warns(UserWarning, match="dropping 2 row"):
         f = fit(table).fits[0]
     assert f.n_fit == len(table) - 2
+
+
+@pytest.mark.slow
+def test_an_isoflop_sweep_gives_a_frontier_from_the_cli(tmp_path, cli_env):
+    """experiment=isoflop, shrunk: 2 budgets x 3 sizes, then `scalinglab-fit --frontier`."""
+    from tests.helpers import run_cli
+
+    sweep = tmp_path / "sweep"
+    grid = run_cli(["scalinglab-train", "-m", "experiment=isoflop", "budget.flops=3e8,1e9",
+                    "model.target_params=300,1000,3000", f"hydra.sweep.dir={sweep}"],
+                   cli_env, tmp_path)
+    assert grid.returncode == 0, grid.stderr[-2000:]
+    runs = [json.loads(p.read_text()) for p in sweep.glob("*/run.json")]
+    assert len(runs) == 6
+    for r in runs:  # each job's compute lands within half a step of its budget
+        step = 3 * r["flops_per_example"] * 128
+        assert abs(r["train_flops"] - r["budget_flops"]) <= step / 2
+    out = run_cli(["scalinglab-fit", str(sweep), "--frontier", "--bootstrap", "20", "--json"],
+                  cli_env, tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    front = json.loads(out.stdout)["frontier"]
+    assert [b["C"] for b in front["isoflops"]] == pytest.approx([3e8, 1e9], rel=0.01)
+    assert all("N_opt" in b and "D_opt" in b and "at_edge" in b for b in front["isoflops"])

@@ -93,6 +93,30 @@ def print_report(report: FitReport, console: Console) -> None:
             console.print(f"{f.label}: law auto: {f.selection['reason']}")
 
 
+def _interval(ci) -> str:
+    return f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else ""
+
+
+def print_frontier(front, console: Console) -> None:
+    """Approach 1 in a line; Approach 2 as a table of budgets, then its exponents."""
+    console.print(f"frontier (Approach 1): N ~ C^{_fmt(front.envelope_exponent)} along the "
+                  f"lowest-loss envelope ({len(front.envelope)} runs)")
+    if not front.isoflops:
+        console.print("IsoFLOP (Approach 2): no budget with 3+ sizes and an interior minimum")
+        return
+    table = Table(title="IsoFLOP profiles (Approach 2): a parabola of loss in log N per budget")
+    for col in ("C", "N_opt", "D_opt", "loss_opt", "bracketed"):
+        table.add_column(col, justify="right")
+    for b in front.isoflops:
+        table.add_row(_fmt(b["C"]), _fmt(b["N_opt"]), _fmt(b.get("D_opt")), _fmt(b["loss_opt"]),
+                      "no: at an edge of its sizes" if b["at_edge"] else "yes")
+    console.print(table)
+    console.print(f"N_opt ~ C^a, a = {_fmt(front.isoflop_exponent)}"
+                  f"{_interval(front.isoflop_exponent_ci)}; D_opt ~ C^b, b = "
+                  f"{_fmt(front.isoflop_data_exponent)}{_interval(front.isoflop_data_exponent_ci)}"
+                  f" (over the {front.n_bracketed} bracketed budget(s)). {front.note}")
+
+
 def run(args: argparse.Namespace, table) -> FitReport:
     group_by = args.group_by
     if group_by is None and "family" in table.columns:
@@ -116,7 +140,9 @@ def _frontier(args, table):
     if missing:
         raise FitError(f"--frontier needs column(s) {missing}")
     rows = table[table["status"] == "completed"] if "status" in table.columns else table
-    return compute_frontier(rows, args.compute, args.x.split(",")[0], args.y), rows
+    front = compute_frontier(rows, args.compute, args.x.split(",")[0], args.y,
+                             bootstrap=args.bootstrap, seed=args.seed, ci=args.ci)
+    return front, rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -138,9 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         print_report(report, console)
         if frontier is not None:
-            console.print(f"frontier: N ~ C^{_fmt(frontier.envelope_exponent)} along the envelope"
-                          f" ({len(frontier.envelope)} runs); IsoFLOP budgets: "
-                          f"{len(frontier.isoflops)}, N_opt ~ C^{_fmt(frontier.isoflop_exponent)}")
+            print_frontier(frontier, console)
     if args.out or args.wandb:
         from scalinglab.fit.plots import plot_fits, plot_frontier, plot_residuals
 

@@ -1,9 +1,12 @@
 """The compute-optimal frontier straight from the runs (Hoffmann et al. 2022).
 
 Approach 1: the lowest-loss envelope over compute, and the model size along it.
-Approach 2: IsoFLOP profiles: runs sharing a budget (within `tol`), where at least 3 sizes do,
-get a parabola in log N; its minimum is the optimal size for that budget. Across budgets,
-N_opt ~ C^a is a straight line in log-log.
+Approach 2: IsoFLOP profiles. Runs that share a budget (their `budget_flops`, else their
+compute within `tol`), where at least 3 sizes do, get a parabola of loss in log N. Its minimum
+is the budget's optimal size N_opt, and D_opt is the examples seen there. Across budgets,
+N_opt ~ C^a and D_opt ~ C^b are straight lines in log-log. A minimum at an edge of its
+budget's sizes is not bracketed: it is flagged and left out of the exponents. Bootstrap
+intervals resample each budget's runs and refit everything.
 """
 
 from dataclasses import asdict, dataclass, field
@@ -16,8 +19,14 @@ import pandas as pd
 class Frontier:
     envelope: list[dict]                  # runs on the lowest-loss envelope, by compute
     envelope_exponent: float | None       # slope of log N vs log C along the envelope
-    isoflops: list[dict] = field(default_factory=list)  # per budget: C, N_opt, loss_opt, points
-    isoflop_exponent: float | None = None  # a in N_opt ~ C^a across budgets
+    isoflops: list[dict] = field(default_factory=list)  # per budget: C, N_opt, D_opt, ...
+    isoflop_exponent: float | None = None  # a in N_opt ~ C^a, over the bracketed budgets
+    isoflop_exponent_ci: list[float] | None = None
+    isoflop_data_exponent: float | None = None  # b in D_opt ~ C^b
+    isoflop_data_exponent_ci: list[float] | None = None
+    n_bracketed: int = 0                  # budgets whose minimum lies inside their sizes
+    note: str = ("Approach 2's parabola is biased even without noise; compare with the joint "
+                 "law (--law chinchilla).")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -29,36 +38,79 @@ def _slope(logc: np.ndarray, logn: np.ndarray) -> float | None:
     return float(np.polyfit(logc, logn, 1)[0])
 
 
+def budgets(rows: pd.DataFrame, compute: str, tol: float) -> np.ndarray:
+    """A budget id per run: its `budget_flops` when the sweep set one, else its compute
+    clustered within a factor (1 + tol)."""
+    if "budget_flops" in rows and rows["budget_flops"].notna().all():
+        return pd.factorize(rows["budget_flops"], sort=True)[0]
+    logc = np.log(rows[compute].to_numpy(float))
+    return np.concatenate([[0], np.cumsum(np.diff(logc) > np.log1p(tol))])
+
+
+def isoflop_profile(budget: pd.DataFrame, compute: str, size: str, y: str,
+                    examples: str | None) -> dict | None:
+    """One budget's parabola in log N and its minimum; None with fewer than 3 sizes or no
+    curvature upwards."""
+    if budget[size].nunique() < 3:
+        return None
+    logn = np.log(budget[size].to_numpy(float))
+    coef = np.polyfit(logn, budget[y].to_numpy(float), 2)
+    if coef[0] <= 0:
+        return None
+    t = -coef[1] / (2 * coef[0])
+    out = {"C": float(np.exp(np.log(budget[compute]).mean())), "N_opt": float(np.exp(t)),
+           "loss_opt": float(np.polyval(coef, t)),
+           "at_edge": bool(t <= logn.min() or t >= logn.max()), "parabola": coef.tolist()}
+    if examples is not None:  # D at N_opt, along the budget's own log D vs log N line
+        line = np.polyfit(logn, np.log(budget[examples].to_numpy(float)), 1)
+        out["D_opt"] = float(np.exp(np.polyval(line, t)))
+    return out
+
+
+def _exponents(profiles: list[dict]) -> tuple[float | None, float | None]:
+    inside = [p for p in profiles if not p["at_edge"]]
+    if len(inside) < 2:
+        return None, None
+    logc = np.log([p["C"] for p in inside])
+    a = _slope(logc, np.log([p["N_opt"] for p in inside]))
+    b = _slope(logc, np.log([p["D_opt"] for p in inside])) if "D_opt" in inside[0] else None
+    return a, b
+
+
 def compute_frontier(table: pd.DataFrame, compute: str = "train_flops", size: str = "params",
-                     y: str = "val_loss", tol: float = 0.1) -> Frontier:
-    rows = table[[compute, size, y]].dropna().sort_values(compute)
+                     y: str = "val_loss", tol: float = 0.1, examples: str = "examples_seen",
+                     bootstrap: int = 0, seed: int = 0, ci: float = 0.95) -> Frontier:
+    cols = [compute, size, y, *[c for c in (examples, "budget_flops") if c in table]]
+    rows = table[cols].dropna(subset=[compute, size, y]).sort_values(compute)
+    examples = examples if examples in rows else None
     best, envelope = np.inf, []
-    for r in rows.itertuples(index=False):
-        c, n, loss = r
+    for c, n, loss in rows[[compute, size, y]].itertuples(index=False):
         if loss < best:
             best = loss
             envelope.append({"C": float(c), "N": float(n), "loss": float(loss)})
     env = pd.DataFrame(envelope)
     env_exp = _slope(np.log(env["C"]), np.log(env["N"])) if len(env) >= 2 else None
 
-    # IsoFLOP budgets: cluster runs whose compute is within a factor (1 + tol) of each other.
-    logc = np.log(rows[compute].to_numpy(float))
-    cluster = np.concatenate([[0], np.cumsum(np.diff(logc) > np.log1p(tol))])
-    isoflops = []
-    for cid in np.unique(cluster):
-        budget = rows[cluster == cid]
-        if budget[size].nunique() < 3:
-            continue
-        logn = np.log(budget[size].to_numpy(float))
-        coef = np.polyfit(logn, budget[y].to_numpy(float), 2)
-        curv, lin = coef[0], coef[1]
-        if curv <= 0:
-            continue  # no interior minimum: this budget does not bracket the optimum
-        t = -lin / (2 * curv)
-        isoflops.append({"C": float(np.exp(np.log(budget[compute]).mean())),
-                         "N_opt": float(np.exp(t)), "loss_opt": float(np.polyval(coef, t)),
-                         "points": budget[[compute, size, y]].to_dict("records"),
-                         "parabola": coef.tolist()})
-    iso_exp = (_slope(np.log([b["C"] for b in isoflops]), np.log([b["N_opt"] for b in isoflops]))
-               if len(isoflops) >= 2 else None)
-    return Frontier(envelope, env_exp, isoflops, iso_exp)
+    groups = [g for _, g in rows.groupby(budgets(rows, compute, tol)) if g[size].nunique() >= 3]
+    profiles = []
+    for g in groups:
+        p = isoflop_profile(g, compute, size, y, examples)
+        if p is not None:
+            p["points"] = g[[compute, size, y]].to_dict("records")
+            profiles.append(p)
+    a, b = _exponents(profiles)
+    front = Frontier(envelope, env_exp, profiles, a, isoflop_data_exponent=b,
+                     n_bracketed=sum(not p["at_edge"] for p in profiles))
+    if bootstrap and a is not None:
+        rng = np.random.default_rng(seed)
+        samples = []
+        for _ in range(bootstrap):  # resample each budget's runs, refit every parabola
+            refit = [isoflop_profile(g.iloc[rng.integers(len(g), size=len(g))], compute, size,
+                                     y, examples) for g in groups]
+            samples.append(_exponents([p for p in refit if p is not None]))
+        q = [100 * (1 - ci) / 2, 100 * (1 + ci) / 2]
+        for i, name in enumerate(("isoflop_exponent_ci", "isoflop_data_exponent_ci")):
+            values = [s[i] for s in samples if s[i] is not None]
+            if values:
+                setattr(front, name, np.percentile(values, q).tolist())
+    return front

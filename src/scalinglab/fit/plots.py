@@ -88,18 +88,45 @@ def plot_residuals(report: FitReport, path: str | Path) -> list[Path]:
 
 def plot_frontier(frontier: Frontier, table, path: str | Path, compute: str = "train_flops",
                   size: str = "params", y: str = "val_loss") -> list[Path]:
-    """Loss vs compute for every run (coloured by size), the envelope, the IsoFLOP minima."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), constrained_layout=True)
-    points = ax.scatter(table[compute], table[y], c=np.log10(table[size]), cmap="viridis", s=20)
-    fig.colorbar(points, ax=ax, label=f"log10 {size}")
+    """Left: every run's loss vs compute (coloured by size) and the lowest-loss envelope
+    (Approach 1). Right: the IsoFLOP curves, loss vs size per budget, with their parabolas and
+    minima; and N_opt vs C with its fitted power law (Approach 2)."""
+    fig, (left, right, third) = plt.subplots(1, 3, figsize=(15, 4.4), constrained_layout=True)
+    points = left.scatter(table[compute], table[y], c=np.log10(table[size]), cmap="viridis",
+                          s=20)
+    fig.colorbar(points, ax=left, label=f"log10 {size}")
     env = frontier.envelope
-    ax.plot([e["C"] for e in env], [e["loss"] for e in env], color="k", lw=1.2,
-            label="lowest-loss envelope")
-    for b in frontier.isoflops:
-        ax.scatter([b["C"]], [b["loss_opt"]], marker="*", s=120, color="C3", zorder=4)
-    if frontier.isoflops:
-        ax.scatter([], [], marker="*", s=120, color="C3", label="IsoFLOP minimum")
-    ax.set(xscale="log", yscale="log", xlabel=compute, ylabel=y, title="compute frontier")
-    ax.legend(fontsize=7)
-    ax.grid(True, which="both", alpha=0.25)
+    left.plot([e["C"] for e in env], [e["loss"] for e in env], color="k", lw=1.2,
+              label="lowest-loss envelope")
+    left.set(xscale="log", yscale="log", xlabel=compute, ylabel=y, title="runs and envelope")
+    left.legend(fontsize=7)
+    for i, b in enumerate(frontier.isoflops):
+        sizes = np.array([p[size] for p in b["points"]])
+        right.scatter(sizes, [p[y] for p in b["points"]], color=f"C{i}", s=18)
+        xs = np.geomspace(sizes.min(), sizes.max(), 60)
+        right.plot(xs, np.polyval(b["parabola"], np.log(xs)), color=f"C{i}", lw=1,
+                   label=f"C={b['C']:.2g}" + (" (minimum at an edge)" if b["at_edge"] else ""))
+        right.scatter([b["N_opt"]], [b["loss_opt"]], marker="*", s=140, color=f"C{i}",
+                      edgecolors="k", zorder=4)
+    right.set(xscale="log", xlabel=size, ylabel=y, title="IsoFLOP curves and their minima")
+    right.legend(fontsize=7)
+    inside = [b for b in frontier.isoflops if not b["at_edge"]]
+    title = "the compute-optimal size"
+    if frontier.isoflop_exponent is not None and len(inside) >= 2:
+        c = np.array([b["C"] for b in inside])
+        n = np.array([b["N_opt"] for b in inside])
+        third.scatter(c, n, marker="*", color="k", s=80, zorder=3, label="IsoFLOP minima")
+        k = np.exp(np.mean(np.log(n) - frontier.isoflop_exponent * np.log(c)))
+        cs = np.geomspace(c.min(), c.max(), 20)
+        ci = frontier.isoflop_exponent_ci
+        band = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+        third.plot(cs, k * cs**frontier.isoflop_exponent, color="C3", lw=1.2,
+                   label=f"N_opt ~ C^{frontier.isoflop_exponent:.2f}{band}")
+        title = f"the compute-optimal size ({len(inside)} bracketed budgets)"
+    third.plot([e["C"] for e in env], [e["N"] for e in env], ".", color="0.5",
+               label="envelope runs (Approach 1)")
+    third.set(xscale="log", yscale="log", xlabel=compute, ylabel=f"{size} (N_opt)", title=title)
+    third.legend(fontsize=7)
+    for ax in (left, right, third):
+        ax.grid(True, which="both", alpha=0.25)
     return save_figure(fig, Path(path))
