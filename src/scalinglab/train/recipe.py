@@ -42,17 +42,25 @@ def check_budget(trainer_cfg: dict) -> None:
                           f"{trainer_cfg['accumulate_grad_batches']}")
 
 
-def budget_steps(budget, flops_per_example: int, examples_per_step: int) -> int | None:
+def budget_steps(budget, model, input_shape: tuple[int, ...],
+                 examples_per_step: int) -> int | None:
     """Optimizer steps for a job's compute budget (`budget.flops` or `budget.examples`): the
     nearest whole number of steps, so the job's train_flops (examples) land within half a
-    step's of the budget. None when no budget is set."""
+    step's of the budget. None when no budget is set. A FLOP budget counts the model's
+    forward FLOPs on an input of the data's shape (the recorder counts them again for the
+    record, on a real example, at fit start)."""
+    import torch
+
+    from scalinglab.train.measure import forward_flops_per_example
+
     flops, examples = budget.get("flops"), budget.get("examples")
     if flops is not None and examples is not None:
         raise ConfigError("set budget.flops or budget.examples, not both")
     if flops is None and examples is None:
         return None
     if flops is not None:
-        per_step = 3 * flops_per_example * examples_per_step  # forward + backward ~ 3 forward
+        fpe = forward_flops_per_example(model, torch.zeros(1, *input_shape))
+        per_step = 3 * fpe * examples_per_step  # forward + backward ~ 3 forward
         key, value = "budget.flops", check_number("budget.flops", flops, low=0, low_open=True)
     else:
         per_step = examples_per_step
@@ -69,12 +77,11 @@ def build(cfg: DictConfig, output_dir: str, job: dict | None = None,
           job_start: float | None = None):
     """Instantiate everything a run needs, validating the config before any training."""
     import lightning.pytorch as pl
-    import torch
     from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 
     from scalinglab.callbacks import Preemption, WandbSummary
     from scalinglab.callbacks.preemption import submitit_signal
-    from scalinglab.train.measure import RunRecorder, forward_flops_per_example
+    from scalinglab.train.measure import RunRecorder
 
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     for key in ("max_epochs", "max_steps", "accumulate_grad_batches", "log_every_n_steps"):
@@ -91,9 +98,8 @@ def build(cfg: DictConfig, output_dir: str, job: dict | None = None,
         module = hydra.utils.instantiate(cfg.module, model=model,
                                          num_classes=datamodule.num_classes)
         # A compute budget replaces max_epochs: the step count comes from the model's measured
-        # FLOPs (on an input of the data's shape), and the LR schedule spans exactly it.
-        example = torch.zeros(1, *datamodule.input_shape)
-        steps = budget_steps(cfg.get("budget") or {}, forward_flops_per_example(model, example),
+        # FLOPs, and the LR schedule spans exactly it.
+        steps = budget_steps(cfg.get("budget") or {}, model, datamodule.input_shape,
                              datamodule.batch_size * trainer_cfg.get("accumulate_grad_batches", 1))
         if steps is not None:
             trainer_cfg.update(max_steps=steps, max_epochs=-1)
