@@ -30,19 +30,16 @@ def plain(overrides: list[str], data_dir: str) -> None:
     import torch
     import torch.nn.functional as F
     from hydra import compose, initialize_config_dir
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from mnist1d.data import get_dataset_args, make_dataset
 
     from scalinglab import CONF_DIR
+    from scalinglab.launch.summary import grid_jobs
     from scalinglab.models import build_model
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         base = compose("train", overrides=["experiment=study", *overrides],
                        return_hydra_config=True)
-    grid = [f"{k}={v}" for k, v in base.hydra.sweeper.params.items()]
-    jobs = [[]]
-    for o in OverridesParser.create().parse_overrides(grid):
-        jobs = [[*j, f"{o.key_or_group}={v}"] for j in jobs for v in o.sweep_iterator()]
+    jobs = grid_jobs([f"{k}={v}" for k, v in base.hydra.sweeper.params.items()])
     args = get_dataset_args()
     args.num_samples, args.train_split, args.seed = 5000, 0.8, 42
     d = make_dataset(args)  # generated once, as scalinglab's first job does (then cached)

@@ -83,22 +83,28 @@ def exit_code(summary: dict) -> int:
     return EXIT_NONE
 
 
+def grid_jobs(overrides: list[str]) -> list[list[str]]:
+    """The jobs a grid of overrides expands to, as Hydra's basic sweeper does: the cartesian
+    product of the swept values, each job a list of `key=value` overrides."""
+    jobs: list[list[str]] = [[]]
+    for o in OverridesParser.create().parse_overrides(overrides):
+        key = o.get_key_element()
+        values = (list(o.sweep_string_iterator()) if o.is_sweep_override()
+                  else [o.get_value_element_as_str()])
+        jobs = [[*job, f"{key}={v}"] for job in jobs for v in values]
+    return jobs
+
+
 def count_jobs(config: DictConfig) -> int | None:
-    """How many jobs a grid sweep expands to: the product of its swept values (command-line
-    overrides and `hydra.sweeper.params`); None for a sweeper that is not a grid."""
+    """How many jobs a grid sweep expands to (command-line overrides and
+    `hydra.sweeper.params`); None for a sweeper that is not a grid."""
     sweeper = config.hydra.sweeper
     if "BasicSweeper" not in str(sweeper.get("_target_", "")):
         return None
-    overrides = {}
-    params = sweeper.get("params") or {}
-    for key, value in params.items():
-        overrides[key] = f"{key}={value}"
+    overrides = {key: f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()}
     for o in config.hydra.overrides.task:
         overrides[o.split("=", 1)[0]] = o
-    n = 1
-    for parsed in OverridesParser.create().parse_overrides(list(overrides.values())):
-        n *= len(list(parsed.sweep_iterator())) if parsed.is_sweep_override() else 1
-    return n
+    return len(grid_jobs(list(overrides.values())))
 
 
 class SweepSummary(Callback):
