@@ -84,7 +84,7 @@ def make(case: str, epochs: int, batch: int, out: str, data_dir: str, no_val: bo
 def run_scalinglab(cfg, out: str) -> tuple[float, int, float]:
     """Seconds for steps 2..N, that number of steps, and the first step's seconds."""
     pl.seed_everything(0, verbose=False)
-    datamodule, module, trainer, _ = build(cfg, out)
+    datamodule, module, trainer, *_ = build(cfg, out)
     clock = TrainClock()
     trainer.callbacks.append(clock)
     trainer.fit(module, datamodule=datamodule)
@@ -95,7 +95,7 @@ def run_raw(cfg, out: str, epochs: int) -> tuple[float, int]:
     """The hand-written loop: same model, data, optimizer, schedule and batch size. Seconds for
     steps 2..N, and that number of steps."""
     pl.seed_everything(0, verbose=False)
-    datamodule, module, trainer, _ = build(cfg, out)  # the same objects, minus Lightning's loop
+    datamodule, module, trainer, *_ = build(cfg, out)  # the same objects, minus Lightning's loop
     datamodule.setup()
     model, x, y = module.model, datamodule.x_train, datamodule.y_train
     bs, n = datamodule.batch_size, len(x)

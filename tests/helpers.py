@@ -36,3 +36,12 @@ def run(cfg: DictConfig) -> dict:
     from scalinglab.train.run import run_job
 
     return run_job(cfg, cfg.paths.output_dir, multirun=False, job_num=None)
+
+
+def curve(trainer, record: dict) -> list[dict]:
+    """The job's learning curve, as train/run.py writes it to curve.csv."""
+    from scalinglab.records import RunRecord
+    from scalinglab.train.curve import LearningCurve
+
+    (learning_curve,) = [c for c in trainer.callbacks if isinstance(c, LearningCurve)]
+    return learning_curve.final_rows(RunRecord(**record))

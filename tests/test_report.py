@@ -105,3 +105,18 @@ def test_report_draws_the_compute_frontier_of_a_budget_sweep(tmp_path):
     assert "The compute frontier" in text and 'src="frontier.png"' in text
     assert "a = 0.5 [" in text  # N_opt = C^0.5 exactly, with its interval
     assert (tmp_path / "frontier.png").stat().st_size > 0
+
+
+
+def test_report_adds_approach_1_over_the_learning_curves(tmp_path):
+    from tests.fit.test_fit import curves_table
+
+    rows = [{"status": "completed", "family": "mlp", "params": n, "budget_flops": c,
+             "train_flops": c, "examples_seen": c / (6 * n), "time_s": 1.0, "val_acc": 0.5,
+             "val_loss": 1 + 0.1 * np.log(n / c**0.5) ** 2 + 10 / np.log(c),
+             "train_loss": 1.0}
+            for c in (1e12, 1e14, 1e16) for n in c**0.5 * np.array([0.1, 1.0, 10.0])]
+    curves = curves_table().assign(status="completed")
+    text = build(pd.DataFrame(rows), tmp_path, "isoflop", bootstrap=0, curves=curves).read_text()
+    assert "Approach 1 over the learning curves (21 points of 3 runs)" in text
+    assert "points are before their run's schedule ended" in text

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 # Keys that say where and how a run is managed or logged, not what it trains.
 RUN_MANAGEMENT_KEYS = (
     "hydra", "paths", "logger", "force", "checkpoint", "study", "threads",
+    "curve",  # evaluations between steps: measurement only, training is the same
     "data.data_dir", "data.root", "data.download", "data.eval_batch_size", "data.placement",
     "trainer.default_root_dir", "trainer.enable_progress_bar", "trainer.enable_model_summary",
     "trainer.enable_checkpointing", "trainer.log_every_n_steps",

@@ -75,13 +75,19 @@ class Classifier(pl.LightningModule):
                                               weight=len(y))
         self.eval_acc[dataloader_idx].update(logits, y)
 
-    def on_validation_epoch_end(self) -> None:
-        # The metrics reduce across DDP ranks themselves (torchmetrics), so sync_dist is off.
+    def eval_results(self) -> dict[str, Tensor]:
+        """The evaluation so far ("val/loss", "val/acc", "train_eval/loss", ...), reduced
+        across DDP ranks by torchmetrics; the metrics are reset for the next evaluation."""
+        results = {}
         for split, loss, acc in zip(EVAL_SPLITS, self.eval_loss, self.eval_acc, strict=True):
-            self.log(f"{split}/loss", loss.compute(), sync_dist=False)
-            self.log(f"{split}/acc", acc.compute(), sync_dist=False)
+            results[f"{split}/loss"], results[f"{split}/acc"] = loss.compute(), acc.compute()
             loss.reset()
             acc.reset()
+        return results
+
+    def on_validation_epoch_end(self) -> None:
+        # The metrics reduce across DDP ranks themselves (torchmetrics), so sync_dist is off.
+        self.log_dict(self.eval_results(), sync_dist=False)
         # W&B plots every metric against examples seen. The optimizer step is `trainer/step`:
         # a metric named "step" would override Lightning's own (ModelCheckpoint's "{step}").
         examples = self.global_step * self.trainer.datamodule.batch_size

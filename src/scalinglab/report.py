@@ -14,6 +14,7 @@ A table tool, like the fit: no torch, no Lightning.
 """
 
 import argparse
+import contextlib
 import html
 import math
 import sys
@@ -32,7 +33,12 @@ from scipy import stats  # noqa: E402
 from scalinglab.fit import FitError, fit  # noqa: E402
 from scalinglab.fit.frontier import compute_frontier  # noqa: E402
 from scalinglab.fit.plots import plot_fits, plot_frontier, save_figure  # noqa: E402
-from scalinglab.records import SourceError, atomic_write, load_table  # noqa: E402
+from scalinglab.records import (  # noqa: E402
+    SourceError,
+    atomic_write,
+    collect_curves,
+    load_table,
+)
 
 RESOURCES = {"time_s": "wall time (s)", "peak_mem_bytes": "peak memory (bytes)",
              "param_bytes": "parameter bytes", "train_flops": "training FLOPs"}
@@ -140,14 +146,16 @@ def joint(table: pd.DataFrame, out: Path, y: str) -> str:
               "chinchilla --budget C</code> gives N_opt and D_opt).</p>")
 
 
-def frontier(table: pd.DataFrame, out: Path, y: str, bootstrap: int) -> str:
-    """The compute frontier, when the runs share FLOP budgets (experiment=isoflop)."""
+def frontier(table: pd.DataFrame, out: Path, y: str, bootstrap: int,
+             curves: pd.DataFrame | None = None) -> str:
+    """The compute frontier, when the runs share FLOP budgets (experiment=isoflop), with
+    Approach 1 over the jobs' learning curves when there are `curves`."""
     if "train_flops" not in table or table["train_flops"].notna().sum() < 3:
         return ""
-    front = compute_frontier(table, y=y, bootstrap=bootstrap)
+    front = compute_frontier(table, y=y, bootstrap=bootstrap, curves=curves)
     if not front.isoflops:
         return ""
-    plot_frontier(front, table, out / "frontier", y=y)
+    plot_frontier(front, table, out / "frontier", y=y, curves=curves)
     rows = [[b["C"], b["N_opt"], b.get("D_opt"), b["loss_opt"],
              "no: at an edge of its sizes" if b["at_edge"] else "yes"] for b in front.isoflops]
 
@@ -165,7 +173,17 @@ def frontier(table: pd.DataFrame, out: Path, y: str, bootstrap: int) -> str:
               f"D_opt ∝ C<sup>b</sup>, b = {html.escape(b)}, over the {front.n_bracketed} "
               f"bracketed budget(s), with {bootstrap} resamples of each budget's runs. A budget "
               "whose minimum sits at an edge of its sizes is left out. "
-              f"{html.escape(front.note)}</p>")
+              f"{html.escape(front.note)}</p>" + _curve_envelope(front.curves))
+
+
+def _curve_envelope(curves: dict | None) -> str:
+    if not curves:
+        return ""
+    return (f"<p>Approach 1 over the learning curves ({curves['n_points']} points of "
+            f"{curves['n_runs']} runs): N ∝ C<sup>{_fmt(curves['a'])}</sup> and D ∝ "
+            f"C<sup>{_fmt(curves['b'])}</sup> along their lowest-loss envelope, "
+            f"{curves['n_before_end']} of whose {len(curves['envelope'])} points are before "
+            f"their run's schedule ended. {html.escape(curves['note'])}</p>")
 
 
 def generalisation(table: pd.DataFrame, keys: list[str], out: Path) -> str:
@@ -271,10 +289,13 @@ img {{ max-width: 100%; display: block; margin: 0.5rem 0 }}
 
 def build(table: pd.DataFrame, out: Path, title: str, y: str = "val_loss",
           target_loss: float | None = None, target_acc: float | None = None,
-          bootstrap: int = 200) -> Path:
-    """Write `report.html` and its images into `out`; return the page's path."""
+          bootstrap: int = 200, curves: pd.DataFrame | None = None) -> Path:
+    """Write `report.html` and its images into `out`; return the page's path. `curves`: the
+    jobs' learning curves (records.collect_curves), for the frontier's Approach 1."""
     if "status" in table:
         table = table[table["status"] == "completed"]
+    if curves is not None:
+        curves = curves[curves["status"] == "completed"]
     for column in ("params", y):
         if column not in table:
             raise SourceError(f"the runs have no {column!r} column; have {sorted(table)}")
@@ -285,7 +306,7 @@ def build(table: pd.DataFrame, out: Path, title: str, y: str = "val_loss",
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         costs_html, costs = resources(table, keys, out)
-        sections = [performance(table, keys, out, y), frontier(table, out, y, bootstrap),
+        sections = [performance(table, keys, out, y), frontier(table, out, y, bootstrap, curves),
                     generalisation(table, keys, out), costs_html,
                     stopping_rule(table, y, target_loss, target_acc, bootstrap, costs, keys)]
     sizes = f"{table['params'].nunique()} sizes ({table['params'].min():,.0f} to " \
@@ -311,8 +332,12 @@ def main(argv: list[str] | None = None) -> None:
         out = Path(args.out) if args.out else default
         if out is None:
             raise SourceError("--out is needed when SOURCE is not a sweep directory")
+        curves = None
+        if default is not None:  # a sweep directory: its jobs' learning curves, if any
+            with contextlib.suppress(SourceError):
+                curves = collect_curves(args.source)
         path = build(table, out, f"Scaling report: {args.source}", args.y, args.target_loss,
-                     args.target_acc, args.bootstrap)
+                     args.target_acc, args.bootstrap, curves)
     except (SourceError, FitError) as e:
         print(f"scalinglab-report: error: {e}", file=sys.stderr)
         sys.exit(2)

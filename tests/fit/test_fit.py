@@ -218,6 +218,58 @@ def test_cli_bootstrap_target_budget_and_frontier(tmp_path, capsys):
         assert (tmp_path / "out" / f"{name}.svg").exists()
 
 
+def curves_table(sizes=(1e3, 1e4, 1e5), steps=(1, 3, 10, 30, 100, 300, 1000)):
+    """Learning curves of three sizes: compute 6 N D per step, a loss falling in N and D, and
+    every point before the end of its schedule."""
+    rows = []
+    for n in sizes:
+        for s in steps:
+            d = 100 * s
+            rows.append({"job": f"n{n:g}", "params": n, "step": s, "progress": s / steps[-1],
+                         "examples_seen": d, "train_flops": 6 * n * d,
+                         "val_loss": 1 + 30 * n**-0.3 + 30 * d**-0.3})
+    return pd.DataFrame(rows)
+
+
+def test_approach_1_over_learning_curves():
+    from scalinglab.fit.frontier import compute_frontier, curve_envelope
+
+    curves = curves_table()
+    env = curve_envelope(curves)
+    losses = [e["loss"] for e in env["envelope"]]
+    assert losses == sorted(losses, reverse=True) and len(losses) > 3
+    # each envelope point is the lowest loss of any curve at that compute or less
+    for e in env["envelope"]:
+        assert e["loss"] == curves.loc[curves["train_flops"] <= e["C"], "val_loss"].min()
+    assert env["n_points"] == 21 and env["n_runs"] == 3
+    assert env["n_before_end"] == sum(e["progress"] < 1 for e in env["envelope"])
+    assert env["a"] > 0 and env["b"] > 0 and "biased" in env["note"]
+    finals = curves[curves["progress"] == 1]
+    assert compute_frontier(finals, curves=curves).curves == env
+
+
+def test_cli_frontier_reads_the_sweeps_curves(tmp_path, capsys):
+    from scalinglab.records import RunRecord, write_curve, write_record
+
+    curves = curves_table()
+    for job, rows in curves.groupby("job"):
+        final = rows.iloc[-1]
+        write_curve(tmp_path / "sweep" / job, rows.to_dict("records"))
+        write_record(tmp_path / "sweep" / job, RunRecord(
+            status="completed", job=job, params=int(final["params"]),
+            train_flops=final["train_flops"], val_loss=final["val_loss"]))
+    fit_main([str(tmp_path / "sweep"), "--frontier", "--json", "--law", "power"])
+    doc = json.loads(capsys.readouterr().out)["frontier"]
+    assert doc["curves"]["n_points"] == 21 and doc["curves"]["n_runs"] == 3
+    # or from an exported curves table, for a source that is not a sweep directory
+    table = write(pd.DataFrame([r for r in curves.to_dict("records") if r["progress"] == 1]),
+                  tmp_path / "runs.csv")
+    write(curves, tmp_path / "curves.csv")
+    fit_main([table, "--frontier", "--curves", str(tmp_path / "curves.csv"), "--law",
+              "power"])
+    assert "learning curves): N ~ C^" in capsys.readouterr().out
+
+
 def test_cli_prints_unreachable_target(tmp_path, capsys):
     src = write(power_offset_table(), tmp_path / "t.csv")
     fit_main([src, "--target", "0.3"])  # below E = 0.5
@@ -272,3 +324,12 @@ def test_an_isoflop_sweep_gives_a_frontier_from_the_cli(tmp_path, cli_env):
     front = json.loads(out.stdout)["frontier"]
     assert [b["C"] for b in front["isoflops"]] == pytest.approx([3e8, 1e9], rel=0.01)
     assert all("N_opt" in b and "D_opt" in b and "at_edge" in b for b in front["isoflops"])
+    # Approach 1 over every job's learning curve: 8 log-spaced points (or fewer, for a job of
+    # few steps) and the end
+    exported = run_cli(["scalinglab-export", str(sweep), "--curves", "-o",
+                        str(tmp_path / "curves.csv")], cli_env, tmp_path)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    curves = pd.read_csv(tmp_path / "curves.csv")
+    assert curves["job"].nunique() == 6 and len(curves) == front["curves"]["n_points"]
+    assert sorted(curves.groupby("job")["step"].max()) == sorted(r["steps"] for r in runs)
+    assert front["curves"]["n_runs"] == 6 and front["curves"]["envelope"]

@@ -2,8 +2,11 @@
 
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from scalinglab.train.curve import log_steps
 from tests.helpers import run_cli
 
 TINY = ["trainer.max_epochs=2", "data.train_size=1024"]
@@ -45,12 +48,17 @@ def test_one_and_two_processes_agree(tmp_path, cli_env):
     result = run_cli(["scalinglab-train", "-m", "trainer=ddp_cpu", "trainer.devices=2,1",
                       *TINY, f"hydra.sweep.dir={sweep}"], cli_env, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    _, (one, two) = records(sweep, "world_size")
+    (one_dir, two_dir), (one, two) = records(sweep, "world_size")
     assert (two["world_size"], one["world_size"]) == (2, 1)
     assert two["examples_seen"] == one["examples_seen"] == 2 * 1024
     assert two["steps"] == one["steps"]
     assert two["val_loss"] == pytest.approx(one["val_loss"], rel=1e-4)
     assert two["val_acc"] == pytest.approx(one["val_acc"], abs=2e-3)
+    # The learning curve's evaluations reduce across the ranks too: the same curve.
+    curves = [pd.read_csv(d / "curve.csv") for d in (one_dir, two_dir)]
+    assert curves[0]["step"].tolist() == curves[1]["step"].tolist()
+    assert curves[0]["step"].tolist() == [*log_steps(16, 8), 16]  # log-spaced, and the end
+    np.testing.assert_allclose(curves[1]["val_loss"], curves[0]["val_loss"], rtol=1e-4)
 
 
 @pytest.mark.slow

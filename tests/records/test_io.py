@@ -69,3 +69,39 @@ def test_every_run_json_key_has_one_source():
     fields = set(RunRecord().to_dict())
     assert set(SUMMARY_KEYS) <= fields and set(CONFIG_KEYS) <= fields and set(COLUMNS) <= fields
     assert len(set(SUMMARY_KEYS.values())) == len(SUMMARY_KEYS)  # no two share a W&B key
+
+
+def write_curves(sweep, sizes=(100, 1000)):
+    """Jobs with records and learning curves, as train/run.py writes them."""
+    for i, params in enumerate(sizes):
+        job = sweep / f"job{i}"
+        rows = [{"step": s, "progress": s / 8, "examples_seen": 32 * s, "train_flops": params * s,
+                 "val_loss": 2.0 / (s * params) ** 0.1} for s in (1, 2, 4, 8)]
+        records.write_curve(job, rows)
+        records.write_record(job, RunRecord(status="completed", job=f"job{i}", params=params,
+                                            seed=0, val_loss=rows[-1]["val_loss"]))
+
+
+def test_curves_are_collected_with_their_jobs_size(tmp_path):
+    write_curves(tmp_path / "sweep")
+    (tmp_path / "sweep" / "nocurve").mkdir()  # a job that failed before training: no curve
+    records.write_record(tmp_path / "sweep" / "nocurve", RunRecord(status="failed"))
+    curves = records.collect_curves(tmp_path / "sweep")
+    assert len(curves) == 8 and curves["job"].tolist() == ["job0"] * 4 + ["job1"] * 4
+    assert curves.groupby("job")["params"].first().tolist() == [100, 1000]
+    assert curves["step"].tolist() == [1, 2, 4, 8] * 2
+    header = (tmp_path / "sweep" / "job0" / records.CURVE_NAME).read_text().splitlines()[0]
+    assert header.split(",")[:3] == ["step", "progress", "epoch"]  # every column, always
+
+
+def test_export_cli_curves(tmp_path, capsys):
+    write_curves(tmp_path / "sweep")
+    records.io.main([str(tmp_path / "sweep"), "--curves", "-o", str(tmp_path / "c.parquet")])
+    assert len(pd.read_parquet(tmp_path / "c.parquet")) == 8
+    assert "wrote 8 curve points of 2 runs" in capsys.readouterr().out
+    for source in (tmp_path / "c.parquet", tmp_path / "empty"):  # not a sweep; no curves
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        with pytest.raises(SystemExit) as exc:
+            records.io.main([str(source), "--curves"])
+        assert exc.value.code == 2
+        assert "curve.csv" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from scalinglab.train.recipe import latest_checkpoint
-from tests.helpers import fit, run
+from tests.helpers import curve, fit, run
 
 STEPS_PER_EPOCH = 4000 // 128
 
@@ -66,14 +66,19 @@ def test_a_killed_job_resumes_exactly_from_its_last_save(make_cfg, tmp_path, kil
     args = ["trainer.max_epochs=3", "model.dropout=0.1", "checkpoint.every_minutes=0"]
     uninterrupted = make_cfg(*args)
     uninterrupted.paths.output_dir = str(tmp_path / "full")
-    _, _, full = fit(uninterrupted)
+    _, full_trainer, full = fit(uninterrupted)
+    full_curve = curve(full_trainer, full)
     cfg = make_cfg(*args)
     with pytest.raises(Killed):
         fit(cfg, KillAt(kill_at))
     (Path(cfg.paths.output_dir) / "checkpoints" / "interrupted.ckpt").unlink()  # as if SIGKILLed
     assert saved_step(cfg.paths.output_dir) == kill_at
-    _, _, resumed = fit(cfg)
+    _, resumed_trainer, resumed = fit(cfg)
     assert resumed["steps"] == full["steps"] == 3 * STEPS_PER_EPOCH
     assert resumed["epochs"] == full["epochs"] == 3
     for key in ("val_loss", "train_loss", "best_val_loss", "val_acc"):
         assert resumed[key] == full[key], key
+    # The learning curve travels in the checkpoint: its points before the kill come back.
+    curves = [[{k: v for k, v in row.items() if k != "time_s"} for row in rows] for rows in
+              (full_curve, curve(resumed_trainer, resumed))]
+    assert curves[0] == curves[1] and len(curves[0]) == 9

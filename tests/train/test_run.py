@@ -86,6 +86,7 @@ def test_bad_config_fails_before_training(make_cfg, override, key):
     (["trainer=ddp_cpu", "trainer.devices=3"], "must divide evenly across 3 processes"),
     (["trainer.max_epochs=0"], "this budget trains nothing"),
     (["budget.flops=10"], "budget.flops=10 is less than one optimizer step"),
+    (["curve.points=-1"], "curve.points must be >= 0"),
 ])
 def test_cli_bad_config_is_one_line_and_exit_2(tmp_path, cli_env, overrides, expected):
     result = subprocess.run([sys.executable, "-m", "scalinglab.train", *overrides],

@@ -25,6 +25,6 @@ class WandbSummary(pl.Callback):
         size = self.recorder.record(trainer).to_dict()
         run.config.update({k: size.get(k) for k in CONFIG_KEYS}, allow_val_change=True)
         run.define_metric("trainer/examples_seen")
-        for prefix in ("train/*", "val/*", "train_eval/*"):
+        for prefix in ("train/*", "val/*", "train_eval/*", "curve/*"):
             run.define_metric(prefix, step_metric="trainer/examples_seen")
         run.define_metric("val/loss", summary="min")

@@ -220,7 +220,7 @@ def fit(
     data = prepare(table, xs, y, groups)
     k = (flops_per_param_per_example(data) if flops_per_param == "measured"
          else float(flops_per_param))
-    data["_group"] = (data[groups].astype(str).agg("/".join, axis=1) if groups
+    data["_group"] = (data[groups].map(str).agg("/".join, axis=1) if groups
                       else pd.Series("all", index=data.index))
     data["_holdout"] = mark_holdout(data, xs[0], data["_group"], holdout_largest, holdout)
 

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from scalinglab.fit import FitError, FitReport, fit
 from scalinglab.fit.laws import LAWS
-from scalinglab.records import SourceError, load_table, write_json
+from scalinglab.records import SourceError, collect_curves, load_table, write_json
 
 
 def _floats(text: str) -> list[float]:
@@ -46,6 +46,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--frontier", action="store_true",
                    help="also the compute frontier (envelope and IsoFLOP) from --compute")
     p.add_argument("--compute", default="train_flops", help="compute column for --frontier")
+    p.add_argument("--curves", default=None, metavar="PATH",
+                   help="learning curves for --frontier's Approach 1 (a table from "
+                   "scalinglab-export --curves, or a sweep directory); default: the source's "
+                   "own curve.csv files, when it is a sweep directory")
     p.add_argument("--out", default=None, help="write fit.json and plots (PNG + SVG) here")
     p.add_argument("--wandb", default=None, metavar="PROJECT",
                    help="log the fit as a W&B run of job_type 'fit' in the study's group")
@@ -101,6 +105,13 @@ def print_frontier(front, console: Console) -> None:
     """Approach 1 in a line; Approach 2 as a table of budgets, then its exponents."""
     console.print(f"frontier (Approach 1): N ~ C^{_fmt(front.envelope_exponent)} along the "
                   f"lowest-loss envelope ({len(front.envelope)} runs)")
+    if front.curves:
+        c = front.curves
+        console.print(f"frontier (Approach 1, learning curves): N ~ C^{_fmt(c['a'])}, D ~ "
+                      f"C^{_fmt(c['b'])} along the lowest-loss envelope of {c['n_points']} "
+                      f"points of {c['n_runs']} runs; {c['n_before_end']} of its "
+                      f"{len(c['envelope'])} points are before their run's schedule ended. "
+                      f"{c['note']}")
     if not front.isoflops:
         console.print("IsoFLOP (Approach 2): no budget with 3+ sizes and an interior minimum")
         return
@@ -140,9 +151,26 @@ def _frontier(args, table):
     if missing:
         raise FitError(f"--frontier needs column(s) {missing}")
     rows = table[table["status"] == "completed"] if "status" in table.columns else table
+    curves = _curves(args)
     front = compute_frontier(rows, args.compute, args.x.split(",")[0], args.y,
-                             bootstrap=args.bootstrap, seed=args.seed, ci=args.ci)
-    return front, rows
+                             bootstrap=args.bootstrap, seed=args.seed, ci=args.ci,
+                             curves=curves)
+    return front, rows, curves
+
+
+def _curves(args):
+    """The learning curves Approach 1 draws on: --curves, else the source's curve.csv files
+    (None when there are none)."""
+    source = args.curves or args.source
+    if not Path(source).is_dir():
+        return load_table(source) if args.curves else None
+    try:
+        curves = collect_curves(source)
+    except SourceError:
+        if args.curves:
+            raise
+        return None
+    return curves[curves["status"] == "completed"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -152,7 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         table = load_table(args.source)
         report = run(args, table)
-        frontier, frontier_rows = _frontier(args, table) if args.frontier else (None, None)
+        frontier, frontier_rows, curves = (_frontier(args, table) if args.frontier
+                                           else (None, None, None))
     except (FitError, SourceError) as e:
         print(f"scalinglab-fit: error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -174,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
         files = plot_fits(report, out / "fit") + plot_residuals(report, out / "residuals")
         if frontier is not None:
             files += plot_frontier(frontier, frontier_rows, out / "frontier", args.compute,
-                                   args.x.split(",")[0], args.y)
+                                   args.x.split(",")[0], args.y, curves)
         if args.out:
             console.print(f"fit: {out / 'fit.json'}  plots: {', '.join(p.name for p in files)}")
     if args.wandb:

@@ -1,6 +1,10 @@
 """The compute-optimal frontier straight from the runs (Hoffmann et al. 2022).
 
-Approach 1: the lowest-loss envelope over compute, and the model size along it.
+Approach 1: the lowest-loss envelope over compute, and the model size along it: over the runs'
+final points, and, given their learning curves (curve.csv), over every point of every curve.
+A curve's points before its run's schedule ends have not had their learning-rate decay, so
+their loss overstates what a run planned to stop there reaches: the envelope they make is
+biased, and says how many of its points are such.
 Approach 2: IsoFLOP profiles. Runs that share a budget (their `budget_flops`, else their
 compute within `tol`), where at least 3 sizes do, get a parabola of loss in log N. Its minimum
 is the budget's optimal size N_opt, and D_opt is the examples seen there. Across budgets,
@@ -25,6 +29,7 @@ class Frontier:
     isoflop_data_exponent: float | None = None  # b in D_opt ~ C^b
     isoflop_data_exponent_ci: list[float] | None = None
     n_bracketed: int = 0                  # budgets whose minimum lies inside their sizes
+    curves: dict | None = None            # Approach 1 over the learning curves' points
     note: str = ("Approach 2's parabola is biased even without noise; compare with the joint "
                  "law (--law chinchilla).")
 
@@ -36,6 +41,48 @@ def _slope(logc: np.ndarray, logn: np.ndarray) -> float | None:
     if len(np.unique(logc)) < 2:
         return None
     return float(np.polyfit(logc, logn, 1)[0])
+
+
+def _envelope(rows: pd.DataFrame, compute: str, y: str) -> pd.DataFrame:
+    """The rows that lower the best loss so far, in order of compute (at equal compute, the
+    lowest loss only)."""
+    rows = rows.sort_values([compute, y], kind="stable")
+    return rows[rows[y] < rows[y].cummin().shift(fill_value=np.inf)]
+
+
+CURVE_NOTE = ("Points before a run's schedule ends (progress < 1) have not had their LR decay: "
+              "their loss overstates what a run planned to stop there reaches, so an envelope "
+              "made of them is biased (Hoffmann et al. trained one run per horizon instead).")
+
+
+def curve_envelope(curves: pd.DataFrame, compute: str = "train_flops", size: str = "params",
+                   y: str = "val_loss", examples: str = "examples_seen") -> dict | None:
+    """Approach 1 over every learning-curve point: the lowest loss at each compute, the size N
+    and data D there, and the slopes of log N and log D in log C along it."""
+    need = [compute, size, y]
+    if any(c not in curves for c in need):
+        return None
+    keep = [*need, *[c for c in (examples, "progress", "job") if c in curves]]
+    points = curves[keep].dropna(subset=need)
+    points = points[points[compute] > 0]
+    if points.empty:
+        return None
+    env = _envelope(points, compute, y)
+    logc = np.log(env[compute].to_numpy(float))
+    before_end = int((env["progress"] < 1 - 1e-9).sum()) if "progress" in env else None
+    return {
+        "envelope": [{"C": float(r[compute]), "N": float(r[size]), "loss": float(r[y]),
+                      **({"D": float(r[examples])} if examples in env else {}),
+                      **({"progress": float(r["progress"])} if "progress" in env else {})}
+                     for _, r in env.iterrows()],
+        "a": _slope(logc, np.log(env[size].to_numpy(float))) if len(env) >= 2 else None,
+        "b": (_slope(logc, np.log(env[examples].to_numpy(float)))
+              if examples in env and len(env) >= 2 else None),
+        "n_points": len(points),
+        "n_runs": int(points["job"].nunique()) if "job" in points else None,
+        "n_before_end": before_end,
+        "note": CURVE_NOTE,
+    }
 
 
 def budgets(rows: pd.DataFrame, compute: str, tol: float) -> np.ndarray:
@@ -79,17 +126,18 @@ def _exponents(profiles: list[dict]) -> tuple[float | None, float | None]:
 
 def compute_frontier(table: pd.DataFrame, compute: str = "train_flops", size: str = "params",
                      y: str = "val_loss", tol: float = 0.1, examples: str = "examples_seen",
-                     bootstrap: int = 0, seed: int = 0, ci: float = 0.95) -> Frontier:
+                     bootstrap: int = 0, seed: int = 0, ci: float = 0.95,
+                     curves: pd.DataFrame | None = None) -> Frontier:
+    """Approach 1 over the runs (and over `curves`, their learning curves, when given) and
+    Approach 2 over the budgets with 3+ sizes."""
     cols = [compute, size, y, *[c for c in (examples, "budget_flops") if c in table]]
-    rows = table[cols].dropna(subset=[compute, size, y]).sort_values(compute)
+    rows = table[cols].dropna(subset=[compute, size, y]).sort_values(compute, kind="stable")
     examples = examples if examples in rows else None
-    best, envelope = np.inf, []
-    for c, n, loss in rows[[compute, size, y]].itertuples(index=False):
-        if loss < best:
-            best = loss
-            envelope.append({"C": float(c), "N": float(n), "loss": float(loss)})
-    env = pd.DataFrame(envelope)
-    env_exp = _slope(np.log(env["C"]), np.log(env["N"])) if len(env) >= 2 else None
+    env = _envelope(rows, compute, y)
+    envelope = [{"C": float(c), "N": float(n), "loss": float(loss)}
+                for c, n, loss in env[[compute, size, y]].itertuples(index=False)]
+    env_exp = (_slope(np.log(env[compute].to_numpy(float)), np.log(env[size].to_numpy(float)))
+               if len(env) >= 2 else None)
 
     groups = [g for _, g in rows.groupby(budgets(rows, compute, tol)) if g[size].nunique() >= 3]
     profiles = []
@@ -100,7 +148,9 @@ def compute_frontier(table: pd.DataFrame, compute: str = "train_flops", size: st
             profiles.append(p)
     a, b = _exponents(profiles)
     front = Frontier(envelope, env_exp, profiles, a, isoflop_data_exponent=b,
-                     n_bracketed=sum(not p["at_edge"] for p in profiles))
+                     n_bracketed=sum(not p["at_edge"] for p in profiles),
+                     curves=(curve_envelope(curves, compute, size, y)
+                             if curves is not None else None))
     if bootstrap and a is not None:
         rng = np.random.default_rng(seed)
         samples = []

@@ -87,10 +87,11 @@ def plot_residuals(report: FitReport, path: str | Path) -> list[Path]:
 
 
 def plot_frontier(frontier: Frontier, table, path: str | Path, compute: str = "train_flops",
-                  size: str = "params", y: str = "val_loss") -> list[Path]:
-    """Left: every run's loss vs compute (coloured by size) and the lowest-loss envelope
-    (Approach 1). Right: the IsoFLOP curves, loss vs size per budget, with their parabolas and
-    minima; and N_opt vs C with its fitted power law (Approach 2)."""
+                  size: str = "params", y: str = "val_loss", curves=None) -> list[Path]:
+    """Left: every run's loss vs compute (coloured by size), its learning curve when `curves`
+    has it, and the lowest-loss envelopes (Approach 1). Middle: the IsoFLOP curves, loss vs
+    size per budget, with their parabolas and minima. Right: N_opt vs C with its fitted power
+    law (Approach 2), beside the envelopes' sizes."""
     fig, (left, right, third) = plt.subplots(1, 3, figsize=(15, 4.4), constrained_layout=True)
     points = left.scatter(table[compute], table[y], c=np.log10(table[size]), cmap="viridis",
                           s=20)
@@ -98,6 +99,15 @@ def plot_frontier(frontier: Frontier, table, path: str | Path, compute: str = "t
     env = frontier.envelope
     left.plot([e["C"] for e in env], [e["loss"] for e in env], color="k", lw=1.2,
               label="lowest-loss envelope")
+    if curves is not None and frontier.curves:
+        norm = points.norm
+        for _, run in curves.groupby("job"):
+            run = run.sort_values(compute)
+            left.plot(run[compute], run[y], lw=0.6, alpha=0.5,
+                      color=points.cmap(norm(np.log10(run[size].iloc[0]))))
+        cenv = frontier.curves["envelope"]
+        left.step([e["C"] for e in cenv], [e["loss"] for e in cenv], where="post", color="C3",
+                  lw=1.2, label="envelope of the learning curves (early points biased)")
     left.set(xscale="log", yscale="log", xlabel=compute, ylabel=y, title="runs and envelope")
     left.legend(fontsize=7)
     for i, b in enumerate(frontier.isoflops):
@@ -125,6 +135,10 @@ def plot_frontier(frontier: Frontier, table, path: str | Path, compute: str = "t
         title = f"the compute-optimal size ({len(inside)} bracketed budgets)"
     third.plot([e["C"] for e in env], [e["N"] for e in env], ".", color="0.5",
                label="envelope runs (Approach 1)")
+    if frontier.curves:
+        cenv = frontier.curves["envelope"]
+        third.step([e["C"] for e in cenv], [e["N"] for e in cenv], where="post", color="C3",
+                   lw=0.8, label="envelope of the learning curves")
     third.set(xscale="log", yscale="log", xlabel=compute, ylabel=f"{size} (N_opt)", title=title)
     third.legend(fontsize=7)
     for ax in (left, right, third):

@@ -2,17 +2,21 @@
 Table tools: nothing here imports torch or Lightning."""
 
 from scalinglab.records.io import (
+    CURVE_NAME,
     RECORD_NAME,
     SourceError,
     atomic_write,
     collect,
+    collect_curves,
     load_table,
     read_record,
     save_table,
+    write_curve,
     write_json,
     write_record,
 )
 from scalinglab.records.schema import STATUSES, RunRecord
 
-__all__ = ["RECORD_NAME", "STATUSES", "RunRecord", "SourceError", "atomic_write", "collect",
-           "load_table", "read_record", "save_table", "write_json", "write_record"]
+__all__ = ["CURVE_NAME", "RECORD_NAME", "STATUSES", "RunRecord", "SourceError", "atomic_write",
+           "collect", "collect_curves", "load_table", "read_record", "save_table",
+           "write_curve", "write_json", "write_record"]

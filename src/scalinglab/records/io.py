@@ -17,9 +17,10 @@ from typing import IO
 
 import pandas as pd
 
-from scalinglab.records.schema import NESTED, RunRecord
+from scalinglab.records.schema import CURVE_COLUMNS, CURVE_KEYS, NESTED, RunRecord
 
 RECORD_NAME = "run.json"
+CURVE_NAME = "curve.csv"
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO], None] | str | bytes) -> Path:
@@ -65,6 +66,12 @@ def write_record(directory: str | os.PathLike, record: RunRecord) -> Path:
     return write_json(Path(directory) / RECORD_NAME, record.to_dict())
 
 
+def write_curve(directory: str | os.PathLike, rows: list[dict]) -> Path:
+    """The one writer of `curve.csv`: the job's learning curve into `directory`, atomically."""
+    table = pd.DataFrame(rows, columns=list(CURVE_COLUMNS))
+    return atomic_write(Path(directory) / CURVE_NAME, table.to_csv(index=False))
+
+
 def read_record(path: str | os.PathLike) -> dict:
     with open(path) as f:
         return json.load(f)
@@ -79,6 +86,25 @@ def collect(directory: str | os.PathLike) -> pd.DataFrame:
         row["path"] = str(path.parent)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def collect_curves(directory: str | os.PathLike) -> pd.DataFrame:
+    """Every job's `curve.csv` under `directory` as one table: a row per evaluation, with the
+    job's size, data and budget from its `run.json`, and its folder in column `path`."""
+    parts = []
+    for path in sorted(Path(directory).rglob(CURVE_NAME)):
+        record_path = path.parent / RECORD_NAME
+        if not record_path.exists():
+            continue
+        curve = pd.read_csv(path)
+        record = read_record(record_path)
+        for key in reversed(CURVE_KEYS):
+            curve.insert(0, key, record.get(key))
+        curve["path"] = str(path.parent)
+        parts.append(curve)
+    if not parts:
+        raise SourceError(f"{directory}: no {CURVE_NAME} (with its {RECORD_NAME}) found here")
+    return pd.concat(parts, ignore_index=True)
 
 
 def save_table(table: pd.DataFrame, path: str | os.PathLike) -> Path:
@@ -151,17 +177,29 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("source", help="a sweep directory (run.json records), an offline wandb/ "
                    "directory, or wandb:ENTITY/PROJECT[/GROUP]")
     p.add_argument("--group", default=None, help="W&B group (study) to keep")
-    p.add_argument("-o", "--output", default="runs.csv", help="CSV, .parquet or .jsonl path")
+    p.add_argument("--curves", action="store_true",
+                   help=f"the jobs' learning curves ({CURVE_NAME}), a row per evaluation, "
+                   "from a sweep directory")
+    p.add_argument("-o", "--output", default=None,
+                   help="CSV, .parquet or .jsonl path (default: runs.csv, or curves.csv)")
     args = p.parse_args(argv)
+    output = args.output or ("curves.csv" if args.curves else "runs.csv")
     warnings.showwarning = lambda msg, *a, **k: print(f"warning: {msg}", file=sys.stderr)
     try:
-        table = load_table(args.source, group=args.group)
+        if args.curves and not Path(args.source).is_dir():
+            raise SourceError(f"{args.source}: --curves reads {CURVE_NAME} files from a sweep "
+                              "or run directory")
+        table = (collect_curves(args.source) if args.curves else
+                 load_table(args.source, group=args.group))
     except SourceError as e:
         print(f"scalinglab-export: error: {e}", file=sys.stderr)
         sys.exit(2)
-    save_table(table, args.output)
+    save_table(table, output)
+    if args.curves:
+        print(f"wrote {len(table)} curve points of {table['path'].nunique()} runs to {output}")
+        return
     counts = table["status"].value_counts().to_dict() if "status" in table else {}
-    print(f"wrote {len(table)} runs {counts} to {args.output}")
+    print(f"wrote {len(table)} runs {counts} to {output}")
 
 
 if __name__ == "__main__":

@@ -78,3 +78,16 @@ SUMMARY_KEYS = {f.name: f.metadata["summary"] for f in fields(RunRecord)
 CONFIG_KEYS = tuple(f.name for f in fields(RunRecord) if f.metadata["config"])
 # the end-of-sweep table's columns
 COLUMNS = tuple(f.name for f in fields(RunRecord) if f.metadata["column"])
+
+# curve.csv, beside run.json: one row per evaluation of the job's learning curve (train/curve.py)
+CURVE_COLUMNS = (
+    "step",           # optimizer steps taken
+    "progress",       # step / the steps the run planned: below 1, its LR schedule had not ended
+    "epoch",          # epochs of the run's own training set
+    "examples_seen", "train_flops", "time_s", "lr",
+    "val_loss", "val_acc", "train_loss", "train_acc",
+)
+# the record fields a collected curve table repeats on each row, to group and fit by
+CURVE_KEYS = ("job", "identity", "status", "family", "depth", "width", "params",
+              "flops_per_example", "train_size", "data", "seed", "budget_flops",
+              "budget_examples")

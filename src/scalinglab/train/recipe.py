@@ -81,6 +81,7 @@ def build(cfg: DictConfig, output_dir: str, job: dict | None = None,
 
     from scalinglab.callbacks import Preemption, WandbSummary
     from scalinglab.callbacks.preemption import submitit_signal
+    from scalinglab.train.curve import LearningCurve
     from scalinglab.train.measure import RunRecorder
 
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
@@ -107,6 +108,7 @@ def build(cfg: DictConfig, output_dir: str, job: dict | None = None,
                                config=OmegaConf.to_container(cfg, resolve=True),
                                check_every_n_steps=cfg.trainer.log_every_n_steps,
                                job_start=job_start)
+        curve = LearningCurve(recorder, (cfg.get("curve") or {}).get("points", 0))
         # Run management, not configuration: the job's own checkpoints, saved periodically
         # (last.ckpt) and when training is interrupted (interrupted.ckpt: SIGTERM, Ctrl-C, an
         # exception; Lightning deletes it again when a run ends normally), for re-runs to resume.
@@ -116,7 +118,7 @@ def build(cfg: DictConfig, output_dir: str, job: dict | None = None,
         every = ({"every_n_epochs": every_n_epochs} if every_n_epochs else
                  {"train_time_interval": timedelta(minutes=cfg.checkpoint.every_minutes)})
         ckpt_dir = Path(output_dir) / "checkpoints"
-        callbacks = [recorder,
+        callbacks = [recorder, curve,
                      ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1,
                                      enable_version_counter=False, **every),
                      OnExceptionCheckpoint(dirpath=ckpt_dir, filename="interrupted"),
@@ -143,7 +145,7 @@ def build(cfg: DictConfig, output_dir: str, job: dict | None = None,
     if datamodule.batch_size % trainer.world_size:  # known now, before any data is read
         raise ConfigError(f"data.batch_size={datamodule.batch_size} is global and must divide "
                           f"evenly across {trainer.world_size} processes")
-    return datamodule, module, trainer, recorder
+    return datamodule, module, trainer, recorder, curve
 
 
 def latest_checkpoint(output_dir: str) -> Path | None:
@@ -156,8 +158,9 @@ def latest_checkpoint(output_dir: str) -> Path | None:
 def train(cfg: DictConfig, output_dir: str, job: dict | None = None, built: dict | None = None,
           callbacks: tuple = ()):
     """Train one configuration, resuming its latest checkpoint, and measure its final weights.
-    Returns the run record. `built` (optional) receives the trainer and recorder as soon as
-    they exist, for whoever has to report a failure; `callbacks` are added to the Trainer's."""
+    Returns the run record. `built` (optional) receives the trainer, recorder and learning
+    curve as soon as they exist, for whoever has to report a failure (and write the curve);
+    `callbacks` are added to the Trainer's."""
     job_start = time.perf_counter()
     import lightning.pytorch as pl
     import torch
@@ -167,10 +170,10 @@ def train(cfg: DictConfig, output_dir: str, job: dict | None = None, built: dict
         raise ConfigError(f"matmul_precision must be highest, high or medium, got {precision!r}")
     torch.set_float32_matmul_precision(precision)
     pl.seed_everything(check_number("seed", cfg.seed, integer=True), workers=True, verbose=False)
-    datamodule, module, trainer, recorder = build(cfg, output_dir, job, job_start)
+    datamodule, module, trainer, recorder, curve = build(cfg, output_dir, job, job_start)
     trainer.callbacks.extend(callbacks)
     if built is not None:
-        built.update(trainer=trainer, recorder=recorder)
+        built.update(trainer=trainer, recorder=recorder, curve=curve)
     if cfg.force and trainer.is_global_zero:  # start over: its checkpoints would be resumed
         shutil.rmtree(Path(output_dir) / "checkpoints", ignore_errors=True)
     resume = None if cfg.force else latest_checkpoint(output_dir)

@@ -98,7 +98,7 @@ def run_job(cfg: DictConfig, output_dir: str, multirun: bool, job_num: int | Non
         record = failure_record(cfg, job, built, "preempted", str(preempted))
         # Now, not in `finally`: once requeued, SLURM stops every process of the job (W&B's
         # too). `finally` writes the record again, as it then stands.
-        _finish(output_dir, record, exit_code=0)
+        _finish(output_dir, record, 0, built.get("curve"))
         log.warning("%s: checkpoint saved in %s/checkpoints; submitit requeues the job",
                     preempted, output_dir)
         try:
@@ -132,7 +132,7 @@ def run_job(cfg: DictConfig, output_dir: str, multirun: bool, job_num: int | Non
         return record.to_dict()
     finally:
         if record is not None:
-            _finish(output_dir, record, exit_code)
+            _finish(output_dir, record, exit_code, built.get("curve"))
             # one line per job (rank 0's); a single run's error line said it already
             if _is_rank_zero() and (multirun or record.status != "failed"):
                 _report(record, job_num)
@@ -141,10 +141,13 @@ def run_job(cfg: DictConfig, output_dir: str, multirun: bool, job_num: int | Non
             end_ddp_job()
 
 
-def _finish(output_dir: str, record: RunRecord, exit_code: int) -> None:
-    """The record onto disk (rank 0, the one writer of run.json) and into the W&B run, which
-    then closes: every job its own run, a failed job's marked failed."""
+def _finish(output_dir: str, record: RunRecord, exit_code: int, curve=None) -> None:
+    """The record onto disk (rank 0, the one writer of run.json, after the job's curve.csv)
+    and into the W&B run, which then closes: every job its own run, a failed job's marked
+    failed."""
     if _is_rank_zero():
+        if curve is not None and record.steps:
+            records.write_curve(output_dir, curve.final_rows(record))
         records.write_record(output_dir, record)
         summarize_run(record)
     finish_run(exit_code)
