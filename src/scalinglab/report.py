@@ -33,11 +33,13 @@ from scipy import stats  # noqa: E402
 from scalinglab.fit import FitError, fit  # noqa: E402
 from scalinglab.fit.frontier import compute_frontier  # noqa: E402
 from scalinglab.fit.plots import plot_fits, plot_frontier, save_figure  # noqa: E402
+from scalinglab.launch.grow import GROW_NAME  # noqa: E402
 from scalinglab.records import (  # noqa: E402
     SourceError,
     atomic_write,
     collect_curves,
     load_table,
+    read_record,
 )
 
 RESOURCES = {"time_s": "wall time (s)", "peak_mem_bytes": "peak memory (bytes)",
@@ -287,11 +289,62 @@ img {{ max-width: 100%; display: block; margin: 0.5rem 0 }}
 """
 
 
+def growing(doc: dict | None, out: Path) -> str:
+    """A grow search (hydra/sweeper=grow, its grow.json): the rounds on the metric-vs-size
+    plot, the last fit, and each round's decision."""
+    if not doc or not doc.get("rounds"):
+        return ""
+    column, op, value = doc["target"].partition(">=" if ">=" in doc["target"] else "<=")
+    value = float(value)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
+    for rnd in doc["rounds"]:
+        done = [j for j in rnd["jobs"] if j.get("params") and j.get("value") is not None]
+        ax.plot([j["params"] for j in done], [j["value"] for j in done], "o", ms=6,
+                color=f"C{rnd['round'] - 1}", label=f"round {rnd['round']}")
+    fitted = [r["fit"] for r in doc["rounds"] if r.get("fit")]
+    trained = [j["params"] for r in doc["rounds"] for j in r["jobs"] if j.get("params")]
+    if fitted and trained:
+        p = fitted[-1]["params"]
+        xs = np.geomspace(min(trained), max(trained) * 2, 60)
+        err = p.get("E", 0.0) + p["A"] * xs ** -p["alpha"]
+        ax.plot(xs, 1 - err if op == ">=" else err, "k--", lw=1,
+                label=f"last fit ({fitted[-1]['law']})")
+    ax.axhline(value, color="C3", lw=1, ls=":", label=f"target {doc['target']}")
+    if doc.get("answer"):
+        ax.plot([doc["answer"]["params"]], [doc["answer"][column]], "*", ms=16, color="gold",
+                markeredgecolor="k", label="answer", zorder=4)
+    ax.set(xscale="log", xlabel="params", ylabel=column, title=f"growing to {doc['target']}")
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7)
+    save_figure(fig, out / "grow.png", (".png",), dpi=120)
+    rows = []
+    for rnd in doc["rounds"]:
+        pred = rnd.get("prediction") or {}
+        interval = pred.get("interval")
+        rows.append([rnd["round"], ", ".join(f"{j['params']:,}" if j.get("params") else
+                                             j["status"] for j in rnd["jobs"]),
+                     ", ".join(_fmt(j.get("value")) for j in rnd["jobs"]),
+                     "–" if not pred.get("params") else f"{pred['params']:,.0f}" + (
+                         f" [{interval[0]:,.0f}, {interval[1]:,.0f}]" if interval else ""),
+                     f"{rnd['decision']}: {rnd['why']}"])
+    answer = doc.get("answer")
+    found = (f"the answer is {answer['params']:,} parameters ({column} = "
+             f"{answer[column]:.4g})" if answer else "no size met the target")
+    return ("<h2>Growing to the target</h2>"
+            f"<p>Search status <b>{html.escape(doc['status'])}</b>: {html.escape(found)}. "
+            f"{doc['n_jobs']} jobs, {doc['train_flops']:.3g} training FLOPs, "
+            f"{doc['time_s']:.1f} s of training. {html.escape(doc.get('why', ''))}</p>"
+            '<img src="grow.png" alt="the rounds of the search">'
+            + _table(["round", "params", column, "predicted N [interval]", "decision"], rows))
+
+
 def build(table: pd.DataFrame, out: Path, title: str, y: str = "val_loss",
           target_loss: float | None = None, target_acc: float | None = None,
-          bootstrap: int = 200, curves: pd.DataFrame | None = None) -> Path:
+          bootstrap: int = 200, curves: pd.DataFrame | None = None,
+          grow: dict | None = None) -> Path:
     """Write `report.html` and its images into `out`; return the page's path. `curves`: the
-    jobs' learning curves (records.collect_curves), for the frontier's Approach 1."""
+    jobs' learning curves (records.collect_curves), for the frontier's Approach 1; `grow`:
+    a grow search's grow.json."""
     if "status" in table:
         table = table[table["status"] == "completed"]
     if curves is not None:
@@ -306,7 +359,8 @@ def build(table: pd.DataFrame, out: Path, title: str, y: str = "val_loss",
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         costs_html, costs = resources(table, keys, out)
-        sections = [performance(table, keys, out, y), frontier(table, out, y, bootstrap, curves),
+        sections = [growing(grow, out), performance(table, keys, out, y),
+                    frontier(table, out, y, bootstrap, curves),
                     generalisation(table, keys, out), costs_html,
                     stopping_rule(table, y, target_loss, target_acc, bootstrap, costs, keys)]
     sizes = f"{table['params'].nunique()} sizes ({table['params'].min():,.0f} to " \
@@ -332,12 +386,14 @@ def main(argv: list[str] | None = None) -> None:
         out = Path(args.out) if args.out else default
         if out is None:
             raise SourceError("--out is needed when SOURCE is not a sweep directory")
-        curves = None
+        curves = grow = None
         if default is not None:  # a sweep directory: its jobs' learning curves, if any
             with contextlib.suppress(SourceError):
                 curves = collect_curves(args.source)
+            if (Path(args.source) / GROW_NAME).exists():  # a grow search
+                grow = read_record(Path(args.source) / GROW_NAME)
         path = build(table, out, f"Scaling report: {args.source}", args.y, args.target_loss,
-                     args.target_acc, args.bootstrap, curves)
+                     args.target_acc, args.bootstrap, curves, grow)
     except (SourceError, FitError) as e:
         print(f"scalinglab-report: error: {e}", file=sys.stderr)
         sys.exit(2)
