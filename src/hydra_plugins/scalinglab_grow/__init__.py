@@ -31,12 +31,12 @@ class GrowSweeper(Sweeper):
     round. Re-running the same command replays the search: completed jobs are skipped."""
 
     def __init__(self, target, start, per_round=2, max_params=1e6, max_rounds=6,
-                 max_train_flops=None, growth=4.0, confidence=0.95, bootstrap=200, seed=0,
-                 params=None) -> None:
+                 max_train_flops=None, growth=4.0, bracket=2.0, confidence=0.95, bootstrap=200,
+                 seed=0, params=None) -> None:
         self.settings = dict(target=target, start=start, per_round=per_round,
                              max_params=max_params, max_rounds=max_rounds,
                              max_train_flops=max_train_flops, growth=growth,
-                             confidence=confidence, bootstrap=bootstrap, seed=seed)
+                             bracket=bracket, confidence=confidence, bootstrap=bootstrap, seed=seed)
         self.params = dict(params or {})  # as hydra.sweeper.params of the basic sweeper
         self.config = self.launcher = self.hydra_context = None
 

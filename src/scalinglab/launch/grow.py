@@ -16,7 +16,6 @@ import re
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 
-import numpy as np
 import pandas as pd
 
 from scalinglab import ConfigError, check_number
@@ -25,6 +24,9 @@ from scalinglab.records import RunRecord
 GROW_NAME = "grow.json"
 _TARGET = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=)\s*([-+0-9.eE]+)\s*$")
 MIN_STEP = 1.25  # a new size is at least this factor above the largest trained one
+# Sizes needed before the floor can stop a search: a bootstrap over 4 sizes mostly draws 2 or 3
+# distinct ones, and puts the floor at the data's edge far too confidently.
+MIN_SIZES_TO_STOP = 5
 NUMERIC = {f.name for f in fields(RunRecord)
            if f.type in ("float | None", "int | None") or f.type in (float | None, int | None)}
 
@@ -82,14 +84,15 @@ class Settings:
     max_rounds: int = 6
     max_train_flops: float | None = None
     growth: float = 4.0
+    bracket: float = 2.0
     confidence: float = 0.95
     bootstrap: int = 200
     seed: int = 0
 
     @classmethod
     def from_config(cls, target, start, per_round=2, max_params=1e6, max_rounds=6,
-                    max_train_flops=None, growth=4.0, confidence=0.95, bootstrap=200,
-                    seed=0) -> "Settings":
+                    max_train_flops=None, growth=4.0, bracket=2.0, confidence=0.95,
+                    bootstrap=200, seed=0) -> "Settings":
         """Validated settings: a bad one is a ConfigError naming its key."""
         if isinstance(start, int | float):
             start = [start]
@@ -110,6 +113,7 @@ class Settings:
                    check_number("hydra.sweeper.max_rounds", max_rounds, low=1, integer=True),
                    max_train_flops,
                    check_number("hydra.sweeper.growth", growth, low=1, low_open=True),
+                   check_number("hydra.sweeper.bracket", bracket, low=1, low_open=True),
                    check_number("hydra.sweeper.confidence", confidence, 0, 1, low_open=True,
                                 high_open=True),
                    check_number("hydra.sweeper.bootstrap", bootstrap, low=20, integer=True),
@@ -180,25 +184,23 @@ def fit_metric(records: list[dict], settings: Settings) -> tuple[dict | None, di
 
 
 def next_sizes(largest: int, prediction: dict | None, settings: Settings) -> tuple[list[int], str]:
-    """Sizes that bracket the prediction, above the largest trained size and at most
-    `growth` times it; geometric steps up to that cap when there is no prediction yet."""
-    cap = largest * settings.growth
+    """The next round's sizes: `bracket` apart around the predicted size (one each side of it
+    for two per round), above the largest trained size and at most `growth` times it; with no
+    prediction yet, geometric steps up to that cap."""
+    cap, low = largest * settings.growth, largest * MIN_STEP
     k = settings.per_round
     n_star = (prediction or {}).get("params")
     if n_star is None:
         sizes = [largest * settings.growth ** ((i + 1) / k) for i in range(k)]
         return _ints(sizes), f"no prediction yet: geometric steps up to {settings.growth:g}x"
-    lo, hi = (prediction.get("interval") or [n_star, n_star])
-    low = min(max(lo, largest * MIN_STEP), cap)
-    high = min(max(hi, low), cap)
     how = "bracket the prediction"
-    if n_star > cap:
-        how = f"the prediction is past {settings.growth:g}x the largest size: capped there"
-    elif n_star <= largest:
+    if n_star <= largest:
         how = "the prediction is at a size already trained: the next sizes above it"
-        low, high = largest * MIN_STEP, min(cap, max(high, largest * MIN_STEP ** k))
-    sizes = [min(max(n_star, low), high)] if k == 1 else list(np.geomspace(low, high, k))
-    return _ints(sizes), how
+        n_star = low * settings.bracket ** ((k - 1) / 2)
+    sizes = [n_star * settings.bracket ** (i - (k - 1) / 2) for i in range(k)]
+    if max(sizes) > cap and how == "bracket the prediction":
+        how = f"the prediction is near or past {settings.growth:g}x the largest size: capped"
+    return _ints(min(max(n, low), cap) for n in sizes), how
 
 
 def _ints(sizes) -> list[int]:
@@ -221,7 +223,8 @@ def decide(rnd: Round, history: list[dict], settings: Settings, spent_flops: flo
         return rnd
     rnd.fit, rnd.prediction = fit_metric(history, settings)
     p_block = (rnd.fit or {}).get("p_unreachable")
-    if p_block is not None and rnd.fit["law"] == "power_offset" and p_block >= settings.confidence:
+    judged = rnd.fit is not None and rnd.fit["n_sizes"] >= MIN_SIZES_TO_STOP
+    if judged and p_block is not None and p_block >= settings.confidence:
         rnd.decision = "unreachable"
         rnd.why = (f"{p_block:.0%} of {settings.bootstrap} bootstrap refits put the floor E of "
                    f"{target.fitted} above the target {target.error(target.value):.4g} "
@@ -233,9 +236,10 @@ def decide(rnd: Round, history: list[dict], settings: Settings, spent_flops: flo
     largest = max(max(rnd.sizes), int(sizes["params"].max()))
     proposed, how = next_sizes(largest, rnd.prediction, settings)
     if rnd.fit and not (rnd.prediction or {}).get("params"):
-        how = (f"the fitted floor blocks the target in {p_block or 0:.0%} of the refits, short "
-               f"of the {settings.confidence:g} needed to stop: geometric steps up to "
-               f"{settings.growth:g}x")
+        short = (f"short of the {settings.confidence:g} needed to stop" if judged else
+                 f"too few sizes to stop on (fewer than {MIN_SIZES_TO_STOP})")
+        how = (f"the fitted floor blocks the target in {p_block or 0:.0%} of the refits, "
+               f"{short}: geometric steps up to {settings.growth:g}x")
     kept = [n for n in proposed if n <= settings.max_params]
     if not kept:
         rnd.decision = "budget"
