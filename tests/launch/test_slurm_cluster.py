@@ -210,3 +210,19 @@ def test_a_refused_submission_is_one_line_naming_the_keys(sweep, tmp_path, cli_e
     assert len(errors) == 1 and "hydra.launcher.cpus_per_task" in errors[0], errors
     assert "Traceback" not in out
     assert not list(sweep.glob("*/run.json"))  # nothing ran
+
+
+def test_a_grow_search_runs_its_rounds_as_job_arrays(sweep, tmp_path, cli_env):
+    result = subprocess.run(sweep_cmd(sweep, "hydra/sweeper=grow", "data=synthetic",
+                                      "data.train_size=4000", "trainer.max_epochs=5",
+                                      "hydra.sweeper.start=[300,1000]",
+                                      "hydra.sweeper.target='val_acc>=0.74'"),
+                            env=cli_env, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    doc = json.loads((sweep / "grow.json").read_text())
+    assert doc["status"] == "met" and len(doc["rounds"]) >= 2
+    arrays = {task.split("_")[0] for task in job_ids(sweep)}
+    assert len(arrays) == len(doc["rounds"])  # one job array per round
+    assert all(state == "COMPLETED" for a in arrays for state in sacct_states(a))
+    assert len(records(sweep)) == doc["n_jobs"] == len(job_ids(sweep))
