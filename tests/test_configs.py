@@ -22,7 +22,10 @@ def test_every_option_composes(group, option):
     assert cfg.model.family in ("mlp", "cnn")
 
 
-@pytest.mark.parametrize("experiment", GROUPS["experiment"])
+GRIDS = [e for e in GROUPS["experiment"] if e != "grow"]  # grow: a search, not a grid
+
+
+@pytest.mark.parametrize("experiment", GRIDS)
 def test_experiment_grid_expands(experiment):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
@@ -36,4 +39,11 @@ def test_experiment_grid_expands(experiment):
 
 def test_every_experiment_is_listed():
     assert {"study", "mlp_grid", "cnn_grid", "target_params", "mlp_data_grid",
-            "cnn_cifar10_data_grid", "isoflop"} <= set(GROUPS["experiment"])
+            "cnn_cifar10_data_grid", "isoflop", "grow"} <= set(GROUPS["experiment"])
+
+
+def test_the_grow_experiment_sets_the_grow_sweeper():
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=grow"], return_hydra_config=True)
+    assert cfg.hydra.sweeper._target_ == "hydra_plugins.scalinglab_grow.GrowSweeper"
+    assert cfg.hydra.sweeper.target == "val_acc>=0.93" and cfg.model.family == "cnn"

@@ -17,6 +17,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from scalinglab import ConfigError, check_number
+from scalinglab.models.parametrization import param_groups
 
 EVAL_SPLITS = ("val", "train_eval")  # the order of the datamodule's val loaders
 
@@ -110,10 +111,8 @@ class Classifier(pl.LightningModule):
                 torch.cuda.set_rng_state_all(state["cuda"])
 
     def configure_optimizers(self):
-        decay = [p for p in self.parameters() if p.ndim >= 2]  # no weight decay on biases
-        no_decay = [p for p in self.parameters() if p.ndim < 2]
-        groups = [{"params": decay, "weight_decay": self.weight_decay},
-                  {"params": no_decay, "weight_decay": 0.0}]
+        # No weight decay on biases; under muP, per-layer LRs (models/parametrization.py).
+        groups = param_groups(self.model, self.lr, self.weight_decay)
         # fused: one kernel for all parameters instead of a Python loop over them
         fused = all(p.dtype in (torch.float32, torch.float16, torch.bfloat16)
                     for p in self.parameters())

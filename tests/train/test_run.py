@@ -87,6 +87,8 @@ def test_bad_config_fails_before_training(make_cfg, override, key):
     (["trainer.max_epochs=0"], "this budget trains nothing"),
     (["budget.flops=10"], "budget.flops=10 is less than one optimizer step"),
     (["curve.points=-1"], "curve.points must be >= 0"),
+    (["model.parametrization=ntk"], "model.parametrization='ntk' is unknown"),
+    (["model.parametrization=mup", "model.base_width=0.5"], "model.base_width must be >= 1"),
 ])
 def test_cli_bad_config_is_one_line_and_exit_2(tmp_path, cli_env, overrides, expected):
     result = subprocess.run([sys.executable, "-m", "scalinglab.train", *overrides],

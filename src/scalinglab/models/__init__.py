@@ -10,6 +10,7 @@ from scalinglab import ConfigError, check_number
 from scalinglab.models.cnn import CNN, cnn_params
 from scalinglab.models.layers import ACTIVATIONS
 from scalinglab.models.mlp import MLP, mlp_params
+from scalinglab.models.parametrization import check as check_parametrization
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,13 @@ def build_model(
     activation: str = "relu",
     dropout: float = 0.0,
     compile: bool = False,
+    parametrization: str = "sp",
+    base_width: float = 32,
     **family_kwargs,
 ) -> nn.Module:
     """Build `family` at `depth` x `width`, or solve the width from `target_params`;
     `compile` wraps it in torch.compile (attributes and parameters stay the module's).
+    `parametrization`: sp, or mup relative to `base_width` (models/parametrization.py).
 
     Raises ConfigError, naming the `model.*` key, on any bad value.
     """
@@ -61,14 +65,18 @@ def build_model(
         raise ConfigError(f"model.activation={activation!r} is unknown; "
                           f"choose one of {sorted(ACTIVATIONS)}")
     dropout = check_number("model.dropout", dropout, 0, 1, high_open=True)
+    base_width = check_parametrization(parametrization, base_width)
     count_kw = {k: v for k, v in family_kwargs.items() if k == "kernel_size"}
     if target_params is not None:
         target_params = check_number("model.target_params", target_params, low=1)
         width = solve_width(family, int(target_params), depth, input_shape, num_classes, **count_kw)
     width = check_number("model.width", width, low=1, integer=True)
+    multiplier = base_width / width if parametrization == "mup" else 1.0
     model = FAMILIES[family].cls(input_shape, num_classes, depth, int(width), activation, dropout,
-                                 **family_kwargs)
+                                 readout_multiplier=multiplier,
+                                 zero_readout=parametrization == "mup", **family_kwargs)
     model.family, model.depth, model.width = family, depth, int(width)
+    model.parametrization, model.base_width = parametrization, base_width
     return torch.compile(model) if compile else model
 
 

@@ -8,6 +8,7 @@ MNIST-1D signals stay valid; stride changes FLOPs, never the parameter count.
 from torch import Tensor, nn
 
 from scalinglab.models.layers import activation
+from scalinglab.models.parametrization import Readout, tag
 
 
 def spatial_dims(input_shape: tuple[int, ...]) -> int:
@@ -33,6 +34,8 @@ class CNN(nn.Module):
         kernel_size: int | None = None,
         min_size: int = 4,
         pool: str = "avg",
+        readout_multiplier: float = 1.0,
+        zero_readout: bool = False,
     ) -> None:
         super().__init__()
         dims = spatial_dims(input_shape)
@@ -42,9 +45,10 @@ class CNN(nn.Module):
         conv = nn.Conv2d if dims == 2 else nn.Conv1d
         size, channels = min(shape[1:]), shape[0]
         layers: list[nn.Module] = []
-        for _ in range(depth):
+        for i in range(depth):
             stride = 2 if size > min_size else 1
-            layers += [conv(channels, width, k, stride=stride, padding=k // 2)]
+            layers += [tag(conv(channels, width, k, stride=stride, padding=k // 2),
+                           "hidden" if i else "input")]
             layers.append(activation(activation_name))
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
@@ -52,7 +56,8 @@ class CNN(nn.Module):
             channels = width
         pooling = {"max": (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d),
                    "avg": (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)}[pool][dims - 1]
-        layers += [pooling(1), nn.Flatten(), nn.Linear(width, num_classes)]
+        layers += [pooling(1), nn.Flatten(),
+                   Readout(width, num_classes, readout_multiplier, zero_readout)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:

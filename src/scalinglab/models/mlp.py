@@ -5,6 +5,7 @@ import math
 from torch import Tensor, nn
 
 from scalinglab.models.layers import activation
+from scalinglab.models.parametrization import Readout, tag
 
 
 class MLP(nn.Module):
@@ -16,16 +17,19 @@ class MLP(nn.Module):
         width: int,
         activation_name: str = "relu",
         dropout: float = 0.0,
+        readout_multiplier: float = 1.0,
+        zero_readout: bool = False,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         fan_in = math.prod(input_shape)
-        for _ in range(depth):
-            layers += [nn.Linear(fan_in, width), activation(activation_name)]
+        for i in range(depth):
+            layers += [tag(nn.Linear(fan_in, width), "hidden" if i else "input"),
+                       activation(activation_name)]
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             fan_in = width
-        layers.append(nn.Linear(fan_in, num_classes))
+        layers.append(Readout(fan_in, num_classes, readout_multiplier, zero_readout))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
