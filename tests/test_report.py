@@ -120,3 +120,14 @@ def test_report_adds_approach_1_over_the_learning_curves(tmp_path):
     text = build(pd.DataFrame(rows), tmp_path, "isoflop", bootstrap=0, curves=curves).read_text()
     assert "Approach 1 over the learning curves (21 points of 3 runs)" in text
     assert "points are before their run's schedule ended" in text
+
+
+def test_report_shows_the_best_lr_per_size_when_the_sweep_varied_it(tmp_path):
+    from tests.fit.test_fit import lr_sweep
+
+    table = lr_sweep(sizes=(1e3, 3e3, 1e4, 3e4, 1e5), lrs=2.0 ** np.arange(-9, -5))
+    table = table.assign(val_acc=0.5, train_loss=table["val_loss"], time_s=1.0)
+    text = build(table, tmp_path, "lr sweep", bootstrap=0).read_text()
+    assert "Best LR vs size" in text and (tmp_path / "best_lr.png").stat().st_size > 0
+    assert "chose an LR at an edge of the swept grid" in text  # sp's small and large sizes
+    assert "alpha on the tuned envelope" in text

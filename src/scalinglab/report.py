@@ -33,6 +33,7 @@ from scipy import stats  # noqa: E402
 from scalinglab.fit import FitError, fit  # noqa: E402
 from scalinglab.fit.frontier import compute_frontier  # noqa: E402
 from scalinglab.fit.plots import plot_fits, plot_frontier, save_figure  # noqa: E402
+from scalinglab.fit.tuned import best_over, lr_scaling  # noqa: E402
 from scalinglab.launch.grow import GROW_NAME  # noqa: E402
 from scalinglab.records import (  # noqa: E402
     SourceError,
@@ -186,6 +187,59 @@ def _curve_envelope(curves: dict | None) -> str:
             f"C<sup>{_fmt(curves['b'])}</sup> along their lowest-loss envelope, "
             f"{curves['n_before_end']} of whose {len(curves['envelope'])} points are before "
             f"their run's schedule ended. {html.escape(curves['note'])}</p>")
+
+
+LR = "module.lr"
+
+
+def best_lr(table: pd.DataFrame, keys: list[str], out: Path, y: str) -> str:
+    """When the sweep varied the learning rate: y vs LR per size, the best LR per size with
+    lr_opt ~ N^-k, a warning for an optimum at the grid's edge, and the law on the tuned
+    envelope."""
+    if LR not in table or table[LR].nunique() < 2:
+        return ""
+    best, choices, varying = best_over(table, [LR], ["params"], y, keys)
+    groups = [*keys, *varying]
+    scaling = lr_scaling(choices, LR, "params", groups)
+    panels = list(table.groupby(varying, dropna=False)) if varying else [((), table)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4), squeeze=False,
+                             sharey=True, constrained_layout=True)
+    for ax, (value, rows) in zip(axes[0], panels, strict=True):
+        sizes = sorted(rows["params"].unique())
+        colors = plt.cm.viridis(np.linspace(0, 0.9, len(sizes)))
+        for color, n in zip(colors, sizes, strict=True):
+            curve = rows[rows["params"] == n].groupby(LR)[y].mean()
+            ax.plot(curve.index, curve.values, "o-", ms=3, color=color, label=f"{n:,.0f}")
+            ax.plot([curve.idxmin()], [curve.min()], "*", ms=12, color=color,
+                    markeredgecolor="k")
+        title = _label(varying, value) if varying else "all runs"
+        ax.set(xscale="log", yscale="log", xlabel=LR, title=title)
+        ax.grid(True, which="both", alpha=0.25)
+        ax.legend(fontsize=7, title="params")
+    axes[0][0].set_ylabel(y)
+    save_figure(fig, out / "best_lr.png", (".png",), dpi=120)
+    rows = [[_label(groups, tuple(c[g] for g in groups)), c["params"], c[LR],
+             "yes: widen the sweep" if c["at_edge"][LR] else "no"] for c in choices]
+    fits = "".join(
+        f"<li>{html.escape(_label(groups, tuple(f['group'].values())))}: lr_opt ∝ "
+        f"N<sup>−k</sup>, k = " + (f"{f['k']:.3g} [{f['ci'][0]:.3g}, {f['ci'][1]:.3g}]"
+                                   if f["k"] is not None else "n/a")
+        + f" over {f['n']} bracketed size(s)</li>" for f in scaling)
+    edges = sum(c["at_edge"][LR] for c in choices)
+    warning = (f"<p><b>Warning:</b> {edges} size(s) chose an LR at an edge of the swept grid: "
+               "their optimum is not bracketed.</p>" if edges else "")
+    try:
+        tuned = fit(best, x="params", y=y, law="power_offset", group_by=groups or None)
+        law = _table(["group", "alpha on the tuned envelope", "E"],
+                     [[f.label, f.params.get("alpha"), f.params.get("E")] for f in tuned.fits])
+    except FitError as e:
+        law = f"<p>No law on the tuned envelope: {html.escape(str(e))}</p>"
+    return ("<h2>Best LR vs size</h2>"
+            '<img src="best_lr.png" alt="loss vs learning rate per size">'
+            + warning + f"<ul>{fits}</ul>"
+            + _table(["group", "params", "best lr", "at the grid's edge"], rows) + law
+            + "<p>The tuned envelope keeps each size's best LR (seeds averaged): "
+              "<code>scalinglab-fit SWEEP --best-over module.lr</code>.</p>")
 
 
 def generalisation(table: pd.DataFrame, keys: list[str], out: Path) -> str:
@@ -360,6 +414,7 @@ def build(table: pd.DataFrame, out: Path, title: str, y: str = "val_loss",
         warnings.simplefilter("ignore")
         costs_html, costs = resources(table, keys, out)
         sections = [growing(grow, out), performance(table, keys, out, y),
+                    best_lr(table, keys, out, y),
                     frontier(table, out, y, bootstrap, curves),
                     generalisation(table, keys, out), costs_html,
                     stopping_rule(table, y, target_loss, target_acc, bootstrap, costs, keys)]

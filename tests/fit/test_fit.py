@@ -333,3 +333,70 @@ def test_an_isoflop_sweep_gives_a_frontier_from_the_cli(tmp_path, cli_env):
     assert curves["job"].nunique() == 6 and len(curves) == front["curves"]["n_points"]
     assert sorted(curves.groupby("job")["step"].max()) == sorted(r["steps"] for r in runs)
     assert front["curves"]["n_runs"] == 6 and front["curves"]["envelope"]
+
+
+LRS = tuple(2.0 ** np.arange(-10, -3))  # 2^-10 .. 2^-4
+
+
+def lr_sweep(sizes=(1e3, 1e4, 1e5), lrs=LRS, k=0.5, seeds=2):
+    """Loss = a law in N plus a parabola in log lr around lr*(N) = 0.3 N^-k (so lr* halves
+    every 4x in N for k=0.5), under sp; under mup the optimum stays at 2^-7."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for par in ("sp", "mup"):
+        for n in sizes:
+            best = 0.3 * n**-k if par == "sp" else 2.0**-7
+            for lr in lrs:
+                for s in range(seeds):
+                    loss = 1 + 50 * n**-0.4 + 0.05 * np.log(lr / best) ** 2 + rng.normal(0, 1e-4)
+                    rows.append({"status": "completed", "family": "mlp", "params": n,
+                                 "model.width": int(n / 100), "model.parametrization": par,
+                                 "module.lr": lr, "seed": s, "val_loss": loss})
+    return pd.DataFrame(rows)
+
+
+def test_best_over_keeps_each_sizes_best_lr_and_fits_lr_opt():
+    from scalinglab.fit.tuned import best_over, lr_scaling
+
+    table = lr_sweep()
+    best, choices, varying = best_over(table, ["module.lr"], ["params"], "val_loss", ["family"])
+    assert varying == ["model.parametrization"]  # model.width follows the size: not a setting
+    assert len(best) == 6 and len(choices) == 6  # 3 sizes x 2 parametrizations, seeds averaged
+    mup = [c for c in choices if c["model.parametrization"] == "mup"]
+    assert {c["module.lr"] for c in mup} == {2.0**-7}
+    sp = sorted((c for c in choices if c["model.parametrization"] == "sp"),
+                key=lambda c: c["params"])
+    # 0.3 N^-0.5 on the grid 2^-10..2^-4: the nearest grid points, the last at the grid's edge
+    assert [c["module.lr"] for c in sp] == [2.0**-7, 2.0**-8, 2.0**-10]
+    assert [c["at_edge"]["module.lr"] for c in sp] == [False, False, True]
+    scaling = {s["group"]["model.parametrization"]: s
+               for s in lr_scaling(choices, "module.lr", "params",
+                                   ["family", "model.parametrization"])}
+    assert scaling["mup"]["k"] == pytest.approx(0.0, abs=1e-9)
+    assert scaling["sp"]["n"] == 2 and scaling["sp"]["n_at_edge"] == 1  # too few to fit
+
+
+def test_cli_best_over_fits_the_tuned_envelope(tmp_path, capsys):
+    sizes = (1e3, 3e3, 1e4, 3e4, 1e5)
+    src = write(lr_sweep(sizes=sizes, lrs=2.0 ** np.arange(-14, -3, 0.25)), tmp_path / "runs.csv")
+    fit_main([src, "--best-over", "module.lr", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert {f["label"] for f in doc["fits"]} == {"mlp/sp", "mlp/mup"}
+    assert all(f["n_fit"] == 5 for f in doc["fits"])  # one row per size: the tuned envelope
+    for f in doc["fits"]:  # the envelope removes the LR's penalty: the law comes back
+        assert f["params"]["alpha"] == pytest.approx(0.4, abs=0.05)
+    scaling = {s["group"]["model.parametrization"]: s for s in doc["best_over"]["scaling"]}
+    assert scaling["sp"]["k"] == pytest.approx(0.5, abs=0.05)
+    lo, hi = scaling["sp"]["ci"]
+    assert lo < scaling["sp"]["k"] < hi
+    fit_main([src, "--best-over", "module.lr"])
+    assert "module.lr_opt ~ params^-k" in capsys.readouterr().out
+
+
+def test_cli_best_over_an_unknown_column_is_exit_2(tmp_path, capsys):
+    src = write(lr_sweep(), tmp_path / "runs.csv")
+    with pytest.raises(SystemExit) as exc:
+        fit_main([src, "--best-over", "module.learning_rate"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "no column module.learning_rate" in err and "module.lr" in err

@@ -105,3 +105,15 @@ def test_export_cli_curves(tmp_path, capsys):
             records.io.main([str(source), "--curves"])
         assert exc.value.code == 2
         assert "curve.csv" in capsys.readouterr().err
+
+
+def test_what_a_sweep_overrode_becomes_columns_named_by_their_path(tmp_path):
+    for i, (lr, par) in enumerate([(0.01, "sp"), (0.02, "mup")]):
+        records.write_record(tmp_path / "sweep" / str(i), RunRecord(
+            status="completed", params=10, seed=0,
+            overrides={"module.lr": lr, "model.parametrization": par, "seed": 0}))
+    table = records.collect(tmp_path / "sweep")
+    assert table["module.lr"].tolist() == [0.01, 0.02]
+    assert table["model.parametrization"].tolist() == ["sp", "mup"]
+    assert "overrides" not in table.columns and list(table.columns).count("seed") == 1
+    assert records.io.override_columns(table) == ["module.lr", "model.parametrization"]

@@ -7,6 +7,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
@@ -43,6 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="compute budgets for the chinchilla allocation table")
     p.add_argument("--flops-per-param", default="6", metavar="K|measured",
                    help="k in C = k N D (6 for dense layers); 'measured' takes the sweep's own")
+    p.add_argument("--best-over", default=None, metavar="COL[,COL]",
+                   help="fit the tuned envelope: per size (and every other swept setting), "
+                   "the lowest y over these columns, e.g. module.lr; seeds averaged first")
     p.add_argument("--frontier", action="store_true",
                    help="also the compute frontier (envelope and IsoFLOP) from --compute")
     p.add_argument("--compute", default="train_flops", help="compute column for --frontier")
@@ -128,20 +132,63 @@ def print_frontier(front, console: Console) -> None:
                   f" (over the {front.n_bracketed} bracketed budget(s)). {front.note}")
 
 
-def run(args: argparse.Namespace, table) -> FitReport:
+def tune(args: argparse.Namespace, table, group_by: list[str]):
+    """--best-over: the tuned envelope's rows, the fit's groups, and what was chosen."""
+    from scalinglab.fit.tuned import best_over, lr_scaling
+
+    over = [c.strip() for c in args.best_over.split(",") if c.strip()]
+    if "status" in table.columns:
+        table = table[table["status"] == "completed"]
+    xs = [c.strip() for c in args.x.split(",")]
+    best, choices, varying = best_over(table, over, xs, args.y, group_by)
+    groups = [*group_by, *varying]
+    numeric = pd.api.types.is_numeric_dtype(best[over[0]])
+    doc = {"columns": over, "groups": groups, "choices": choices,
+           "scaling": lr_scaling(choices, over[0], xs[0], groups) if numeric else []}
+    return best, groups, doc
+
+
+def print_tuned(doc: dict, y: str, size: str, console: Console) -> None:
+    """The chosen hyperparameters per size, the edges, and lr_opt ~ N^-k."""
+    over, groups = doc["columns"], doc["groups"]
+    table = Table(title=f"the tuned envelope: the lowest {y} over {', '.join(over)}")
+    for col in (*groups, size, *over, y):
+        table.add_column(col, justify="right")
+    for c in doc["choices"]:
+        marks = ["" if not c["at_edge"][o] else " (edge)" for o in over]
+        table.add_row(*(str(c[g]) for g in groups), _fmt(c[size]),
+                      *(f"{_fmt(c[o])}{m}" for o, m in zip(over, marks, strict=True)),
+                      _fmt(c[y]))
+    console.print(table)
+    edges = [c for c in doc["choices"] if any(c["at_edge"].values())]
+    if edges:
+        console.print(f"[yellow]warning:[/] {len(edges)} size(s) chose a value at an edge of "
+                      f"the swept grid: their optimum is not bracketed (widen the sweep)")
+    for s in doc["scaling"]:
+        where = ", ".join(f"{k}={v}" for k, v in s["group"].items()) or "all"
+        k = "n/a (fewer than 3 bracketed sizes)" if s["k"] is None else (
+            f"{s['k']:.3g} [{s['ci'][0]:.3g}, {s['ci'][1]:.3g}]")
+        console.print(f"{where}: {over[0]}_opt ~ {size}^-k, k = {k} over {s['n']} size(s)")
+
+
+def run(args: argparse.Namespace, table) -> tuple[FitReport, dict | None]:
     group_by = args.group_by
     if group_by is None and "family" in table.columns:
         group_by = "family"
+    groups = [c.strip() for c in (group_by or "").split(",") if c.strip()]
+    tuned = None
+    if args.best_over:
+        table, groups, tuned = tune(args, table, groups)
     k = args.flops_per_param
     if k != "measured":
         try:
             k = float(k)
         except ValueError:
             raise FitError(f"--flops-per-param must be a number or 'measured', got {k!r}") from None
-    return fit(table, x=args.x, y=args.y, law=args.law, group_by=group_by or None,
+    return fit(table, x=args.x, y=args.y, law=args.law, group_by=groups or None,
                holdout_largest=args.holdout_largest, holdout=args.holdout, delta=args.delta,
                bootstrap=args.bootstrap, seed=args.seed, ci=args.ci, target=args.target,
-               budgets=args.budget, flops_per_param=k)
+               budgets=args.budget, flops_per_param=k), tuned
 
 
 def _frontier(args, table):
@@ -179,18 +226,22 @@ def main(argv: list[str] | None = None) -> None:
     warnings.showwarning = lambda msg, *a, **k: console.print(f"[yellow]warning:[/] {msg}")
     try:
         table = load_table(args.source)
-        report = run(args, table)
+        report, tuned = run(args, table)
         frontier, frontier_rows, curves = (_frontier(args, table) if args.frontier
                                            else (None, None, None))
     except (FitError, SourceError) as e:
         print(f"scalinglab-fit: error: {e}", file=sys.stderr)
         sys.exit(2)
     doc = report.to_dict()
+    if tuned is not None:
+        doc["best_over"] = tuned
     if frontier is not None:
         doc["frontier"] = frontier.to_dict()
     if args.json:
         print(json.dumps(doc))
     else:
+        if tuned is not None:
+            print_tuned(tuned, args.y, args.x.split(",")[0], console)
         print_report(report, console)
         if frontier is not None:
             print_frontier(frontier, console)

@@ -17,7 +17,7 @@ from typing import IO
 
 import pandas as pd
 
-from scalinglab.records.schema import CURVE_COLUMNS, CURVE_KEYS, NESTED, RunRecord
+from scalinglab.records.schema import CURVE_COLUMNS, CURVE_KEYS, FIELDS, NESTED, RunRecord
 
 RECORD_NAME = "run.json"
 CURVE_NAME = "curve.csv"
@@ -78,14 +78,22 @@ def read_record(path: str | os.PathLike) -> dict:
 
 
 def collect(directory: str | os.PathLike) -> pd.DataFrame:
-    """Every `run.json` under `directory` as one row each, with its folder in column `path`."""
+    """Every `run.json` under `directory` as one row each, with its folder in column `path`.
+    What the sweep varied comes too: each key the job's overrides set (e.g. `module.lr`) is a
+    column named by its override path."""
     rows = []
     for path in sorted(Path(directory).rglob(RECORD_NAME)):
         record = read_record(path)
         row = {k: v for k, v in record.items() if k not in NESTED}
+        row.update({k: v for k, v in (record.get("overrides") or {}).items() if k not in row})
         row["path"] = str(path.parent)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def override_columns(table: pd.DataFrame) -> list[str]:
+    """The columns a sweep's overrides added: neither record fields nor `path`."""
+    return [c for c in table.columns if c not in FIELDS and c != "path"]
 
 
 def collect_curves(directory: str | os.PathLike) -> pd.DataFrame:

@@ -57,6 +57,7 @@ class RunRecord:
     cluster_env: str | None = _field()
     device: str | None = _field()
     precision: str | None = _field()
+    overrides: dict = _field(default={})  # what the command line or sweep set: path -> value
     config: dict = _field(default={})    # the job's resolved config (nested: not a column)
     versions: dict = _field(default={})  # python, torch, lightning (nested: not a column)
 
@@ -70,7 +71,8 @@ class RunRecord:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-NESTED = tuple(f.name for f in fields(RunRecord) if f.name in ("config", "versions"))
+NESTED = tuple(f.name for f in fields(RunRecord) if f.name in ("config", "versions", "overrides"))
+FIELDS = frozenset(f.name for f in fields(RunRecord))
 # run.json key -> W&B summary key
 SUMMARY_KEYS = {f.name: f.metadata["summary"] for f in fields(RunRecord)
                 if f.metadata["summary"]}

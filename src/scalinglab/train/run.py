@@ -14,6 +14,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
@@ -80,9 +81,25 @@ def _report(record: RunRecord, job_num: int | None) -> None:
              f" ({record.reason})" if record.reason else "")
 
 
+def overrides(cfg: DictConfig) -> dict:
+    """What the command line or the sweep set for this job: each overridden key's path and
+    the value the job resolved (a config group's choice for a group)."""
+    if not HydraConfig.initialized():
+        return {}
+    out = {}
+    for o in OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task)):
+        key = o.key_or_group
+        if key.startswith("hydra.") or o.value() is None:
+            continue
+        value = OmegaConf.select(cfg, key, default=None)
+        out[key] = (o.get_value_element_as_str() if value is None or OmegaConf.is_config(value)
+                    else value)
+    return out
+
+
 def run_job(cfg: DictConfig, output_dir: str, multirun: bool, job_num: int | None) -> dict | None:
     """Train the job, write its record whatever happens, and return the record."""
-    job = job_identity(cfg)
+    job = {**job_identity(cfg), "overrides": overrides(cfg)}
     previous = completed_before(cfg, output_dir, job)
     if previous is not None:
         log.info("skipping %s: already completed with the same config (force=true retrains)",

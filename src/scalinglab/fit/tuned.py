@@ -1,0 +1,85 @@
+"""The tuned envelope: fit the law to each size at its best hyperparameters.
+
+A law fitted across sizes that all share one learning rate measures the learning rate as much
+as the size (Porian et al. 2024). `best_over` averages seeds, then keeps, for every setting of
+the other columns the sweep varied, the row with the lowest y over the `over` columns (e.g.
+`module.lr`), and says which value won at each size, and whether it sat at an edge of the swept
+grid (the sweep did not bracket that size's optimum). `lr_scaling` fits lr_opt ~ N^-k.
+"""
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from scalinglab.fit import FitError
+from scalinglab.records.io import override_columns
+
+
+def _tied_to(table: pd.DataFrame, column: str, x: list[str]) -> bool:
+    """A column that is a function of the size (e.g. model.width next to params)."""
+    return bool((table.groupby(x, dropna=False)[column].nunique(dropna=False) <= 1).all())
+
+
+def setting_columns(table: pd.DataFrame, over: list[str], x: list[str],
+                    group_by: list[str]) -> tuple[list[str], list[str]]:
+    """(the columns that define a configuration, those of them that vary apart from the size):
+    the x and group columns, and every other column the sweep overrode, less `over`, the seed
+    and the columns that only follow the size."""
+    others = [c for c in override_columns(table) if c not in (*over, *x, *group_by, "seed")
+              and not _tied_to(table, c, x)]
+    varying = [c for c in others if table[c].nunique(dropna=False) > 1]
+    return list(dict.fromkeys([*x, *group_by, *others])), varying
+
+
+def best_over(table: pd.DataFrame, over: list[str], x: list[str], y: str,
+              group_by: list[str]) -> tuple[pd.DataFrame, list[dict], list[str]]:
+    """The rows of the tuned envelope, what was chosen per configuration (with `at_edge` per
+    `over` column), and the varying setting columns (to fit separately)."""
+    missing = [c for c in over if c not in table.columns]
+    if missing:
+        swept = override_columns(table)
+        raise FitError(f"--best-over: the table has no column {', '.join(missing)}; the "
+                         f"columns the sweep varied are {', '.join(swept) or 'none'}")
+    if y not in table.columns:
+        raise FitError(f"--best-over: the table has no {y!r} column")
+    keys, varying = setting_columns(table, over, x, group_by)
+    data = table.dropna(subset=[*x, y, *over])
+    if data.empty:
+        raise FitError(f"--best-over: no row has {', '.join([*x, y, *over])}")
+    mean = data.groupby([*keys, *over], dropna=False)[y].mean().reset_index()  # seeds averaged
+    by_setting = mean.groupby(keys, dropna=False)
+    best = mean.loc[by_setting[y].idxmin()]
+    bounds = {c: [by_setting[c].transform(f) for f in ("min", "max", "nunique")] for c in over}
+    choices = []
+    for i, row in best.iterrows():
+        grid = {c: (lo[i], hi[i], int(n[i])) for c, (lo, hi, n) in bounds.items()}
+        choices.append({**{k: _plain(row[k]) for k in keys}, **{c: _plain(row[c]) for c in over},
+                        y: float(row[y]), "n_values": {c: n for c, (_, _, n) in grid.items()},
+                        "at_edge": {c: bool(n > 1 and row[c] in (lo, hi))
+                                    for c, (lo, hi, n) in grid.items()}})
+    return best.reset_index(drop=True), choices, varying
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def lr_scaling(choices: list[dict], column: str, size: str, group: list[str],
+               level: float = 0.95) -> list[dict]:
+    """Per group: k in column_opt ~ size^-k by least squares in log-log, with its t interval;
+    only over sizes whose optimum is bracketed (not at an edge)."""
+    frame = pd.DataFrame(choices)
+    out = []
+    for key, rows in (frame.groupby(group, dropna=False) if group else [((), frame)]):
+        inside = rows[[not e[column] for e in rows["at_edge"]]]
+        fit = {"group": dict(zip(group, key if isinstance(key, tuple) else (key,), strict=True)),
+               "n": len(inside), "n_at_edge": len(rows) - len(inside), "k": None, "ci": None}
+        values = inside[[size, column]].astype(float)
+        if len(values) >= 3 and values[size].nunique() >= 2 and (values > 0).all().all():
+            r = stats.linregress(np.log(values[size]), np.log(values[column]))
+            t = stats.t.ppf((1 + level) / 2, len(values) - 2)
+            fit.update(k=float(-r.slope), ci=[float(-r.slope - t * r.stderr),
+                                              float(-r.slope + t * r.stderr)],
+                       c=float(np.exp(r.intercept)))
+        out.append(fit)
+    return out
