@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from scalinglab.fit import FitError, FitReport, fit
@@ -166,8 +167,8 @@ def print_tuned(doc: dict, y: str, size: str, console: Console) -> None:
                       f"the swept grid: their optimum is not bracketed (widen the sweep)")
     for s in doc["scaling"]:
         where = ", ".join(f"{k}={v}" for k, v in s["group"].items()) or "all"
-        k = "n/a (fewer than 3 bracketed sizes)" if s["k"] is None else (
-            f"{s['k']:.3g} [{s['ci'][0]:.3g}, {s['ci'][1]:.3g}]")
+        k = "n/a (fewer than 3 bracketed sizes)" if s["k"] is None else escape(
+            f"{s['k'] + 0.0:.3g} [{s['ci'][0] + 0.0:.3g}, {s['ci'][1] + 0.0:.3g}]")
         console.print(f"{where}: {over[0]}_opt ~ {size}^-k, k = {k} over {s['n']} size(s)")
 
 

@@ -78,8 +78,9 @@ def lr_scaling(choices: list[dict], column: str, size: str, group: list[str],
         if len(values) >= 3 and values[size].nunique() >= 2 and (values > 0).all().all():
             r = stats.linregress(np.log(values[size]), np.log(values[column]))
             t = stats.t.ppf((1 + level) / 2, len(values) - 2)
-            fit.update(k=float(-r.slope), ci=[float(-r.slope - t * r.stderr),
-                                              float(-r.slope + t * r.stderr)],
+            k = -r.slope + 0.0  # no -0.0
+            err = 0.0 if values[column].nunique() == 1 else r.stderr  # one LR at every size
+            fit.update(k=float(k), ci=[float(k - t * err), float(k + t * err)],
                        c=float(np.exp(r.intercept)))
         out.append(fit)
     return out
