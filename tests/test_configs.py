@@ -39,7 +39,8 @@ def test_experiment_grid_expands(experiment):
 
 def test_every_experiment_is_listed():
     assert {"study", "mlp_grid", "cnn_grid", "target_params", "mlp_data_grid",
-            "cnn_cifar10_data_grid", "isoflop", "grow"} <= set(GROUPS["experiment"])
+            "cnn_cifar10_data_grid", "isoflop", "grow", "lr_transfer",
+            "mnist1d_paper"} <= set(GROUPS["experiment"])
 
 
 def test_the_grow_experiment_sets_the_grow_sweeper():

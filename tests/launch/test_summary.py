@@ -59,13 +59,13 @@ def test_multirun_writes_one_record_per_job_then_fits(tmp_path, cli_env):
 @pytest.mark.slow
 def test_failed_job_does_not_stop_the_sweep(tmp_path, cli_env):
     sweep = tmp_path / "sweep"
-    result = run_cli(["scalinglab-train", "-m", "model.depth=0,1", *TINY,
+    result = run_cli(["scalinglab-train", "-m", "model.depth=-1,1", *TINY,
                       f"hydra.sweep.dir={sweep}"], cli_env, tmp_path)
     assert result.returncode == EXIT_PARTIAL
     summary = json.loads((sweep / "sweep_summary.json").read_text())
     assert summary["counts"] == {"completed": 1, "diverged": 0, "failed": 1, "preempted": 0}
     failed = next(j for j in summary["jobs"] if j["status"] == "failed")
-    assert "model.depth must be >= 1" in failed["reason"]
+    assert "model.depth must be >= 0" in failed["reason"]
 
 
 @pytest.mark.slow

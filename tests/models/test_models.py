@@ -5,6 +5,7 @@ import torch
 
 from scalinglab import ConfigError
 from scalinglab.models import build_model, count_params, solve_width
+from scalinglab.models.cnn import cnn_params
 from scalinglab.train.measure import forward_flops_per_example
 
 MNIST1D = (1, 40)
@@ -88,7 +89,10 @@ def test_cnn_flops_exceed_two_per_param():
 
 @pytest.mark.parametrize("kwargs,key", [
     ({"family": "transformer"}, "model.family"),
-    ({"depth": 0}, "model.depth"),
+    ({"depth": -1}, "model.depth"),
+    ({"family": "cnn", "depth": 0}, "model.depth"),
+    ({"family": "cnn", "pool": "mean"}, "model.pool"),
+    ({"family": "cnn", "kernel_size": [5, 3, 3]}, "model.kernel_size"),
     ({"width": 0}, "model.width"),
     ({"activation": "swish2"}, "model.activation"),
     ({"dropout": 1.5}, "model.dropout"),
@@ -148,3 +152,26 @@ def test_compile_and_placement_do_not_change_a_jobs_identity(make_cfg):
     base = identity(make_cfg())
     assert identity(make_cfg("model.compile=true", "data.placement=host")) == base
     assert identity(make_cfg("model.width=7")) != base
+
+
+def test_the_mnist1d_papers_architectures():
+    """Greydanus (2020): logistic regression, an MLP of 2 x 100, and a CNN of 3 x 25 channels
+    (kernels 5, 3, 3) whose last 25 x 5 map is flattened into the head."""
+    logistic = build_model("mlp", 0, MNIST1D, 10, width=1)
+    mlp = build_model("mlp", 2, MNIST1D, 10, width=100)
+    cnn = build_model("cnn", 3, MNIST1D, 10, width=25, kernel_size=[5, 3, 3], pool="flatten")
+    assert [count_params(m) for m in (logistic, mlp, cnn)] == [410, 15210, 5210]
+    assert cnn.net[-1].in_features == 125
+    assert cnn_params(MNIST1D, 10, 3, 25, [5, 3, 3], pool="flatten") == 5210
+    for model in (logistic, mlp, cnn):
+        assert model(torch.randn(2, *MNIST1D)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("shape", [MNIST1D, (3, 32, 32), (1, 28, 20)])
+@pytest.mark.parametrize("depth", [1, 2, 4])
+def test_flatten_head_params_exact(shape, depth):
+    model = build_model("cnn", depth, shape, 10, width=8, pool="flatten")
+    assert count_params(model) == cnn_params(shape, 10, depth, 8, pool="flatten")
+    assert model(torch.randn(2, *shape)).shape == (2, 10)
+    solved = build_model("cnn", depth, shape, 10, target_params=5000, pool="flatten")
+    assert abs(count_params(solved) - 5000) < 0.5 * 5000

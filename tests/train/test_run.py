@@ -59,7 +59,7 @@ def test_divergence_stops_the_job_and_is_recorded(make_cfg):
 
 @pytest.mark.parametrize("override,key", [
     ("model.family=transformer", "model.family"),
-    ("model.depth=0", "model.depth"),
+    ("model.depth=-1", "model.depth"),
     ("model.width=0", "model.width"),
     ("data.train_size=999999", "data.train_size"),
     ("module.lr=-1", "module.lr"),
@@ -77,7 +77,7 @@ def test_bad_config_fails_before_training(make_cfg, override, key):
 
 
 @pytest.mark.parametrize("overrides,expected", [
-    (["model.depth=0"], "config error: model.depth must be >= 1, got 0"),
+    (["model.depth=-1"], "config error: model.depth must be >= 0, got -1"),
     (["model.width=abc"], "config error: model.width must be an integer, got 'abc'"),
     (["trainer.max_epochs=abc"], "config error: trainer.max_epochs must be an integer"),
     (["seed=abc"], "config error: seed must be an integer, got 'abc'"),

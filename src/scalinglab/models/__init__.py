@@ -21,6 +21,7 @@ class Family:
 
 FAMILIES = {"mlp": Family(MLP, mlp_params), "cnn": Family(CNN, cnn_params)}
 MAX_WIDTH = 1 << 20
+POOLS = ("avg", "max", "flatten")
 
 
 def solve_width(family: str, target_params: int, depth: int, input_shape, num_classes, **kw) -> int:
@@ -60,13 +61,16 @@ def build_model(
     """
     if family not in FAMILIES:
         raise ConfigError(f"model.family={family!r} is unknown; choose one of {sorted(FAMILIES)}")
-    depth = check_number("model.depth", depth, low=1, integer=True)
+    # an MLP of depth 0 is a linear model (logistic regression)
+    depth = check_number("model.depth", depth, low=0 if family == "mlp" else 1, integer=True)
     if activation not in ACTIVATIONS:
         raise ConfigError(f"model.activation={activation!r} is unknown; "
                           f"choose one of {sorted(ACTIVATIONS)}")
     dropout = check_number("model.dropout", dropout, 0, 1, high_open=True)
     base_width = check_parametrization(parametrization, base_width)
-    count_kw = {k: v for k, v in family_kwargs.items() if k == "kernel_size"}
+    if family == "cnn":
+        check_cnn(depth, **family_kwargs)
+    count_kw = {k: v for k, v in family_kwargs.items() if k in ("kernel_size", "min_size", "pool")}
     if target_params is not None:
         target_params = check_number("model.target_params", target_params, low=1)
         width = solve_width(family, int(target_params), depth, input_shape, num_classes, **count_kw)
@@ -78,6 +82,18 @@ def build_model(
     model.family, model.depth, model.width = family, depth, int(width)
     model.parametrization, model.base_width = parametrization, base_width
     return torch.compile(model) if compile else model
+
+
+def check_cnn(depth: int, kernel_size=None, pool: str = "avg", **_) -> None:
+    if pool not in POOLS:
+        raise ConfigError(f"model.pool={pool!r} is unknown; choose one of {', '.join(POOLS)}")
+    if kernel_size is None or isinstance(kernel_size, int):
+        return
+    if len(kernel_size) != depth:
+        raise ConfigError(f"model.kernel_size={list(kernel_size)} needs one size per block "
+                          f"(model.depth={depth})")
+    for k in kernel_size:
+        check_number("model.kernel_size", k, low=1, integer=True)
 
 
 def count_params(model: nn.Module) -> int:

@@ -1,9 +1,13 @@
-"""A plain CNN: `depth` conv blocks of `width` channels, global pooling, a linear head.
+"""A plain CNN: `depth` conv blocks of `width` channels, then a linear head on the globally
+pooled features (`pool=avg|max`) or on the flattened last feature map (`pool=flatten`, as the
+MNIST-1D paper's CNN).
 
 It is 1-D for inputs shaped (channels, length) and 2-D for (channels, height, width). A block
 halves the spatial size (stride 2) while that size is above `min_size`, so deep nets on short
-MNIST-1D signals stay valid; stride changes FLOPs, never the parameter count.
+MNIST-1D signals stay valid. `kernel_size` is one size for every block or one per block.
 """
+
+import math
 
 from torch import Tensor, nn
 
@@ -20,6 +24,20 @@ def spatial_dims(input_shape: tuple[int, ...]) -> int:
 
 def default_kernel(input_shape: tuple[int, ...]) -> int:
     return 3 if spatial_dims(input_shape) == 2 else 5
+
+
+def blocks(input_shape: tuple[int, ...], depth: int, kernel_size=None,
+           min_size: int = 4) -> tuple[list[tuple[int, int]], tuple[int, ...]]:
+    """Each block's (kernel, stride), and the spatial shape after the last block."""
+    kernels = kernel_size or default_kernel(input_shape)
+    kernels = [kernels] * depth if isinstance(kernels, int) else list(kernels)
+    shape = (1, *input_shape) if len(input_shape) == 1 else tuple(input_shape)
+    sizes, plan = tuple(shape[1:]), []
+    for k in kernels:
+        stride = 2 if min(sizes) > min_size else 1
+        plan.append((k, stride))
+        sizes = tuple((n + 2 * (k // 2) - k) // stride + 1 for n in sizes)
+    return plan, sizes
 
 
 class CNN(nn.Module):
@@ -41,23 +59,24 @@ class CNN(nn.Module):
         dims = spatial_dims(input_shape)
         shape = (1, *input_shape) if len(input_shape) == 1 else input_shape
         self.input_shape = shape
-        k = kernel_size or default_kernel(input_shape)
         conv = nn.Conv2d if dims == 2 else nn.Conv1d
-        size, channels = min(shape[1:]), shape[0]
-        layers: list[nn.Module] = []
-        for i in range(depth):
-            stride = 2 if size > min_size else 1
+        plan, sizes = blocks(input_shape, depth, kernel_size, min_size)
+        channels, layers = shape[0], []
+        for i, (k, stride) in enumerate(plan):
             layers += [tag(conv(channels, width, k, stride=stride, padding=k // 2),
                            "hidden" if i else "input")]
             layers.append(activation(activation_name))
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
-            size = (size + 2 * (k // 2) - k) // stride + 1
             channels = width
-        pooling = {"max": (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d),
-                   "avg": (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)}[pool][dims - 1]
-        layers += [pooling(1), nn.Flatten(),
-                   Readout(width, num_classes, readout_multiplier, zero_readout)]
+        if pool == "flatten":
+            layers += [nn.Flatten(), Readout(width * math.prod(sizes), num_classes,
+                                             readout_multiplier, zero_readout)]
+        else:
+            pooling = {"max": (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d),
+                       "avg": (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)}[pool][dims - 1]
+            layers += [pooling(1), nn.Flatten(),
+                       Readout(width, num_classes, readout_multiplier, zero_readout)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -69,13 +88,15 @@ def cnn_params(
     num_classes: int,
     depth: int,
     width: int,
-    kernel_size: int | None = None,
+    kernel_size=None,
+    min_size: int = 4,
+    pool: str = "avg",
 ) -> int:
     """Exact trainable parameter count of `CNN` (conv weights + biases + head)."""
-    k = kernel_size or default_kernel(input_shape)
-    taps = k ** spatial_dims(input_shape)
+    plan, sizes = blocks(input_shape, depth, kernel_size, min_size)
+    dims = spatial_dims(input_shape)
     c_in = 1 if len(input_shape) == 1 else input_shape[0]
-    first = (taps * c_in + 1) * width
-    rest = (depth - 1) * (taps * width + 1) * width
-    return first + rest + (width + 1) * num_classes
-
+    convs = sum((k**dims * (c_in if i == 0 else width) + 1) * width
+                for i, (k, _) in enumerate(plan))
+    features = width * math.prod(sizes) if pool == "flatten" else width
+    return convs + (features + 1) * num_classes

@@ -1,4 +1,5 @@
-"""A plain multilayer perceptron: `depth` hidden layers of `width` units."""
+"""A plain multilayer perceptron: `depth` hidden layers of `width` units; depth 0 is a linear
+model (logistic regression)."""
 
 import math
 
@@ -29,6 +30,8 @@ class MLP(nn.Module):
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             fan_in = width
+        if depth == 0:  # no width to scale with
+            readout_multiplier, zero_readout = 1.0, False
         layers.append(Readout(fan_in, num_classes, readout_multiplier, zero_readout))
         self.net = nn.Sequential(*layers)
 
@@ -39,4 +42,6 @@ class MLP(nn.Module):
 def mlp_params(input_shape: tuple[int, ...], num_classes: int, depth: int, width: int) -> int:
     """Exact trainable parameter count of `MLP` (weights + biases)."""
     d_in = math.prod(input_shape)
+    if depth == 0:
+        return (d_in + 1) * num_classes
     return (d_in + 1) * width + (depth - 1) * (width + 1) * width + (width + 1) * num_classes
