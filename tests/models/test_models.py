@@ -18,6 +18,7 @@ def mlp_formula(d_in: int, classes: int, depth: int, width: int) -> int:
 
 
 def cnn_formula(c_in: int, k: int, dims: int, classes: int, depth: int, width: int) -> int:
+    """With global pooling (model.pool=avg): the head sees `width` features."""
     taps = k**dims
     return (c_in * taps * width + width) + (depth - 1) * (width * taps * width + width) \
         + width * classes + classes
@@ -31,13 +32,13 @@ def test_mlp_params_exact(depth, width):
 
 @pytest.mark.parametrize("depth,width", [(1, 1), (2, 8), (3, 25), (5, 64)])
 def test_cnn_1d_params_exact(depth, width):
-    model = build_model("cnn", depth, MNIST1D, 10, width=width)
+    model = build_model("cnn", depth, MNIST1D, 10, width=width, pool="avg")
     assert count_params(model) == cnn_formula(1, 5, 1, 10, depth, width)
 
 
 @pytest.mark.parametrize("depth,width", [(1, 4), (3, 16), (4, 32)])
 def test_cnn_2d_params_exact_and_runs(depth, width):
-    model = build_model("cnn", depth, IMAGE, 10, width=width)
+    model = build_model("cnn", depth, IMAGE, 10, width=width, pool="avg")
     assert count_params(model) == cnn_formula(3, 3, 2, 10, depth, width)
     assert model(torch.randn(2, *IMAGE)).shape == (2, 10)
 
@@ -126,7 +127,7 @@ def cnn_2d_flops(shape: tuple[int, int, int], depth: int, width: int, classes: i
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
 @pytest.mark.parametrize("depth,width", [(1, 8), (3, 16), (5, 32)])
 def test_cnn_2d_flops_exact(shape, depth, width):
-    model = build_model("cnn", depth, shape, 10, width=width)
+    model = build_model("cnn", depth, shape, 10, width=width, pool="avg")
     assert forward_flops_per_example(model, torch.randn(1, *shape)) == \
         cnn_2d_flops(shape, depth, width)
 

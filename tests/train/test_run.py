@@ -25,8 +25,9 @@ def test_train_writes_the_run_record(make_cfg):
     on_disk = records.read_record(f"{out}/run.json")
     assert set(on_disk) == set(RunRecord().to_dict()) >= CONTRACT  # the one schema
     assert on_disk["status"] == "completed" and on_disk["family"] == "cnn"
-    # conv(1->8, k5) + 2 x conv(8->8, k5) + head(8->10), weights and biases
-    assert on_disk["params"] == record["params"] == (5 + 1) * 8 + 2 * (5 * 8 + 1) * 8 + 9 * 10
+    # conv(1->8, k5) + 2 x conv(8->8, k5) + head(8 channels x 5 positions -> 10), weights and
+    # biases (40 -> 20 -> 10 -> 5: stride 2 per block)
+    assert on_disk["params"] == record["params"] == (5 + 1) * 8 + 2 * (5 * 8 + 1) * 8 + 41 * 10
     assert on_disk["examples_seen"] == 2 * 1024 // 128 * 128
     assert on_disk["train_flops"] == 3 * on_disk["flops_per_example"] * on_disk["examples_seen"]
     assert on_disk["train_size"] == 1024 and on_disk["world_size"] == 1

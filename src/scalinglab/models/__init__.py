@@ -84,7 +84,7 @@ def build_model(
     return torch.compile(model) if compile else model
 
 
-def check_cnn(depth: int, kernel_size=None, pool: str = "avg", **_) -> None:
+def check_cnn(depth: int, kernel_size=None, pool: str = "flatten", **_) -> None:
     if pool not in POOLS:
         raise ConfigError(f"model.pool={pool!r} is unknown; choose one of {', '.join(POOLS)}")
     if kernel_size is None or isinstance(kernel_size, int):

@@ -1,6 +1,6 @@
-"""A plain CNN: `depth` conv blocks of `width` channels, then a linear head on the globally
-pooled features (`pool=avg|max`) or on the flattened last feature map (`pool=flatten`, as the
-MNIST-1D paper's CNN).
+"""A plain CNN: `depth` conv blocks of `width` channels, then a linear head on the flattened
+last feature map (`pool=flatten`, the default, as the MNIST-1D paper's CNN) or on globally
+pooled features (`pool=avg|max`).
 
 It is 1-D for inputs shaped (channels, length) and 2-D for (channels, height, width). A block
 halves the spatial size (stride 2) while that size is above `min_size`, so deep nets on short
@@ -51,7 +51,7 @@ class CNN(nn.Module):
         dropout: float = 0.0,
         kernel_size: int | None = None,
         min_size: int = 4,
-        pool: str = "avg",
+        pool: str = "flatten",
         readout_multiplier: float = 1.0,
         zero_readout: bool = False,
     ) -> None:
@@ -90,7 +90,7 @@ def cnn_params(
     width: int,
     kernel_size=None,
     min_size: int = 4,
-    pool: str = "avg",
+    pool: str = "flatten",
 ) -> int:
     """Exact trainable parameter count of `CNN` (conv weights + biases + head)."""
     plan, sizes = blocks(input_shape, depth, kernel_size, min_size)
