@@ -34,7 +34,7 @@ from scalinglab.fit import FitError, fit  # noqa: E402
 from scalinglab.fit.frontier import compute_frontier  # noqa: E402
 from scalinglab.fit.plots import plot_fits, plot_frontier, save_figure  # noqa: E402
 from scalinglab.fit.tuned import best_over, lr_scaling  # noqa: E402
-from scalinglab.launch.grow import GROW_NAME  # noqa: E402
+from scalinglab.launch.grow import GROW_NAME, Target  # noqa: E402
 from scalinglab.records import (  # noqa: E402
     SourceError,
     atomic_write,
@@ -348,8 +348,8 @@ def growing(doc: dict | None, out: Path) -> str:
     plot, the last fit, and each round's decision."""
     if not doc or not doc.get("rounds"):
         return ""
-    column, op, value = doc["target"].partition(">=" if ">=" in doc["target"] else "<=")
-    value = float(value)
+    target = Target.parse(doc["target"])
+    column = target.column
     fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
     for rnd in doc["rounds"]:
         done = [j for j in rnd["jobs"] if j.get("params") and j.get("value") is not None]
@@ -361,9 +361,9 @@ def growing(doc: dict | None, out: Path) -> str:
         p = fitted[-1]["params"]
         xs = np.geomspace(min(trained), max(trained) * 2, 60)
         err = p.get("E", 0.0) + p["A"] * xs ** -p["alpha"]
-        ax.plot(xs, 1 - err if op == ">=" else err, "k--", lw=1,
+        ax.plot(xs, target.error(err), "k--", lw=1,
                 label=f"last fit ({fitted[-1]['law']})")
-    ax.axhline(value, color="C3", lw=1, ls=":", label=f"target {doc['target']}")
+    ax.axhline(target.value, color="C3", lw=1, ls=":", label=f"target {doc['target']}")
     if doc.get("answer"):
         ax.plot([doc["answer"]["params"]], [doc["answer"][column]], "*", ms=16, color="gold",
                 markeredgecolor="k", label="answer", zorder=4)

@@ -19,6 +19,7 @@ from scalinglab import ConfigError, records
 from scalinglab.identity import identity, register_resolver
 from scalinglab.launch.grow import GROW_NAME, Round, Settings, decide, round_line, summary
 from scalinglab.launch.summary import grid_jobs
+from scalinglab.train.run import completed_before
 
 log = logging.getLogger("scalinglab")
 SIZE_KEY = "model.target_params"
@@ -30,13 +31,8 @@ class GrowSweeper(Sweeper):
     `seed=0,1`) and reads their run records; grow.json in the sweep directory keeps every
     round. Re-running the same command replays the search: completed jobs are skipped."""
 
-    def __init__(self, target, start, per_round=2, max_params=1e6, max_rounds=6,
-                 max_train_flops=None, growth=4.0, bracket=2.0, confidence=0.95, bootstrap=200,
-                 seed=0, params=None) -> None:
-        self.settings = dict(target=target, start=start, per_round=per_round,
-                             max_params=max_params, max_rounds=max_rounds,
-                             max_train_flops=max_train_flops, growth=growth,
-                             bracket=bracket, confidence=confidence, bootstrap=bootstrap, seed=seed)
+    def __init__(self, params=None, **settings) -> None:
+        self.settings = settings  # validated by Settings.from_config when the sweep starts
         self.params = dict(params or {})  # as hydra.sweeper.params of the basic sweeper
         self.config = self.launcher = self.hydra_context = None
 
@@ -104,21 +100,13 @@ class GrowSweeper(Sweeper):
                  sweep_dir / GROW_NAME)
         return returns
 
-
     def _completed(self, overrides: list[str]) -> dict | None:
-        """The job's record when it already completed with this identity (as train/run.py
-        would skip it), else None."""
+        """The job's record when it already completed with this identity (train/run.py's own
+        test, so the job would be skipped), else None."""
         cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-        if cfg.get("force"):
-            return None
         out = Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir)
-        path = out / records.RECORD_NAME
-        if not path.exists():
-            return None
-        record = records.read_record(path)
-        same = record.get("identity") == identity(cfg)
-        return {**record, "path": str(out)} if same and record.get("status") == "completed" \
-            else None
+        record = completed_before(cfg, str(out), {"identity": identity(cfg)})
+        return None if record is None else {**record, "path": str(out)}
 
 
 def _record(result) -> dict:

@@ -27,8 +27,7 @@ MIN_STEP = 1.25  # a new size is at least this factor above the largest trained 
 # Sizes needed before the floor can stop a search: a bootstrap over 4 sizes mostly draws 2 or 3
 # distinct ones, and puts the floor at the data's edge far too confidently.
 MIN_SIZES_TO_STOP = 5
-NUMERIC = {f.name for f in fields(RunRecord)
-           if f.type in ("float | None", "int | None") or f.type in (float | None, int | None)}
+NUMERIC = {f.name for f in fields(RunRecord) if f.type in (float | None, int | None)}
 
 
 @dataclass(frozen=True)
@@ -79,15 +78,15 @@ class Settings:
 
     target: Target
     start: list[int]
-    per_round: int = 2
-    max_params: float = 1e6
-    max_rounds: int = 6
-    max_train_flops: float | None = None
-    growth: float = 4.0
-    bracket: float = 2.0
-    confidence: float = 0.95
-    bootstrap: int = 200
-    seed: int = 0
+    per_round: int
+    max_params: float
+    max_rounds: int
+    max_train_flops: float | None
+    growth: float
+    bracket: float
+    confidence: float
+    bootstrap: int
+    seed: int
 
     @classmethod
     def from_config(cls, target, start, per_round=2, max_params=1e6, max_rounds=6,
@@ -137,13 +136,17 @@ class Round:
     next_sizes: list[int] = field(default_factory=list)
 
 
+def measured(records: list[dict], target: Target) -> pd.DataFrame:
+    """The completed jobs that measured the target's column, one row each."""
+    return pd.DataFrame([r for r in records if r.get("status") == "completed"
+                         and r.get(target.column) is not None and r.get("params")])
+
+
 def by_size(records: list[dict], target: Target) -> pd.DataFrame:
     """The completed jobs' metric per size (seeds averaged), smallest size first."""
-    rows = [r for r in records if r.get("status") == "completed"
-            and r.get(target.column) is not None and r.get("params")]
-    if not rows:
+    table = measured(records, target)
+    if table.empty:
         return pd.DataFrame(columns=["params", "value", "seeds"])
-    table = pd.DataFrame(rows)
     return (table.groupby("params")[target.column].agg(value="mean", seeds="count")
             .reset_index().sort_values("params", ignore_index=True))
 
@@ -155,8 +158,7 @@ def fit_metric(records: list[dict], settings: Settings) -> tuple[dict | None, di
     from scalinglab.fit import FitError, fit
 
     target = settings.target
-    table = pd.DataFrame([r for r in records if r.get("status") == "completed"
-                          and r.get(target.column) is not None and r.get("params")])
+    table = measured(records, target)
     if table.empty or table["params"].nunique() < 3:
         return None, None
     table = table.assign(_y=[target.error(v) for v in table[target.column]])
