@@ -22,7 +22,6 @@ from torch import Tensor, nn
 from scalinglab import ConfigError, check_number
 
 PARAMETRIZATIONS = ("sp", "mup")
-ROLES = ("input", "hidden", "readout")
 
 
 def check(parametrization: str, base_width) -> float:
@@ -69,16 +68,16 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict]
     """AdamW parameter groups: no weight decay on biases; under muP, hidden weights at lr / m
     with weight decay x m. The first group is always at `lr` (it is the one logged)."""
     m = width_mult(model)
-    groups = {("base", True): [], ("base", False): [], ("hidden", True): []}
+    decay, no_decay, hidden = [], [], []
     for module in model.modules():
-        role = getattr(module, "role", None)
         for name, p in module.named_parameters(recurse=False):
-            decay = p.ndim >= 2 and name == "weight"
-            key = ("hidden", True) if role == "hidden" and decay and m != 1.0 else ("base", decay)
-            groups[key].append(p)
-    out = [{"params": groups[("base", True)], "lr": lr, "weight_decay": weight_decay},
-           {"params": groups[("base", False)], "lr": lr, "weight_decay": 0.0}]
-    if groups[("hidden", True)]:
-        out.append({"params": groups[("hidden", True)], "lr": lr / m,
-                    "weight_decay": weight_decay * m})
-    return [g for g in out if g["params"]]
+            if p.ndim < 2 or name != "weight":
+                no_decay.append(p)
+            elif getattr(module, "role", None) == "hidden" and m != 1.0:
+                hidden.append(p)
+            else:
+                decay.append(p)
+    groups = [{"params": decay, "lr": lr, "weight_decay": weight_decay},
+              {"params": no_decay, "lr": lr, "weight_decay": 0.0},
+              {"params": hidden, "lr": lr / m, "weight_decay": weight_decay * m}]
+    return [g for g in groups if g["params"]]
