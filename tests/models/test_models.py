@@ -1,5 +1,6 @@
 import math
 
+import pandas as pd
 import pytest
 import torch
 
@@ -7,6 +8,7 @@ from scalinglab import ConfigError
 from scalinglab.models import build_model, count_params, solve_width
 from scalinglab.models.cnn import cnn_params
 from scalinglab.train.measure import forward_flops_per_example
+from tests.helpers import run_cli
 
 MNIST1D = (1, 40)
 IMAGE = (3, 32, 32)
@@ -94,6 +96,8 @@ def test_cnn_flops_exceed_two_per_param():
     ({"family": "cnn", "depth": 0}, "model.depth"),
     ({"family": "cnn", "pool": "mean"}, "model.pool"),
     ({"family": "cnn", "kernel_size": [5, 3, 3]}, "model.kernel_size"),
+    ({"family": "cnn", "padding": -1}, "model.padding"),
+    ({"family": "cnn", "padding": 0, "kernel_size": 41}, "model.kernel_size"),
     ({"width": 0}, "model.width"),
     ({"activation": "swish2"}, "model.activation"),
     ({"dropout": 1.5}, "model.dropout"),
@@ -157,15 +161,39 @@ def test_compile_and_placement_do_not_change_a_jobs_identity(make_cfg):
 
 def test_the_mnist1d_papers_architectures():
     """Greydanus (2020): logistic regression, an MLP of 2 x 100, and a CNN of 3 x 25 channels
-    (kernels 5, 3, 3) whose last 25 x 5 map is flattened into the head."""
+    (kernels 5, 3, 3, stride 2, padding 1: lengths 19, 10, 5) whose last 25 x 5 map is
+    flattened into the head."""
     logistic = build_model("mlp", 0, MNIST1D, 10, width=1)
     mlp = build_model("mlp", 2, MNIST1D, 10, width=100)
-    cnn = build_model("cnn", 3, MNIST1D, 10, width=25, kernel_size=[5, 3, 3], pool="flatten")
+    cnn = build_model("cnn", 3, MNIST1D, 10, width=25, kernel_size=[5, 3, 3], padding=1,
+                      pool="flatten")
     assert [count_params(m) for m in (logistic, mlp, cnn)] == [410, 15210, 5210]
     assert cnn.net[-1].in_features == 125
-    assert cnn_params(MNIST1D, 10, 3, 25, [5, 3, 3], pool="flatten") == 5210
+    lengths = [cnn.net[: i + 1](torch.randn(1, *MNIST1D)).shape[-1] for i in (0, 2, 4)]
+    assert lengths == [19, 10, 5]
+    assert cnn_params(MNIST1D, 10, 3, 25, [5, 3, 3], pool="flatten", padding=1) == 5210
     for model in (logistic, mlp, cnn):
         assert model(torch.randn(2, *MNIST1D)).shape == (2, 10)
+
+
+# The paper's table (Greydanus 2020, test accuracy %): logistic regression, MLP, CNN.
+PAPER = {(0, "mlp"): 32, (2, "mlp"): 68, (3, "cnn"): 94}
+
+
+@pytest.mark.slow
+def test_the_mnist1d_paper_experiment_reproduces_its_table(tmp_path, cli_env):
+    """experiment=mnist1d_paper as the README runs it: each model's mean test accuracy over
+    3 seeds lands within 2 points of the paper's."""
+    sweep = tmp_path / "sweep"
+    out = run_cli(["scalinglab-train", "-m", "experiment=mnist1d_paper",
+                   "hydra/launcher=local_parallel", f"hydra.sweep.dir={sweep}"], cli_env, tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    runs = pd.read_csv(sweep / "runs.csv")
+    assert len(runs) == 9 and set(runs["steps"]) == {6000}
+    measured = (100 * runs.groupby(["depth", "family"])["val_acc"].mean()).to_dict()
+    assert measured.keys() == PAPER.keys()
+    for key, paper in PAPER.items():
+        assert abs(measured[key] - paper) <= 2, (key, measured[key], paper)
 
 
 @pytest.mark.parametrize("shape", [MNIST1D, (3, 32, 32), (1, 28, 20)])

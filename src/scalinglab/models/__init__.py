@@ -70,7 +70,8 @@ def build_model(
     base_width = check_parametrization(parametrization, base_width)
     if family == "cnn":
         check_cnn(depth, **family_kwargs)
-    count_kw = {k: v for k, v in family_kwargs.items() if k in ("kernel_size", "min_size", "pool")}
+    count_kw = {k: v for k, v in family_kwargs.items() if k in ("kernel_size", "min_size", "pool",
+                                                                   "padding")}
     if target_params is not None:
         target_params = check_number("model.target_params", target_params, low=1)
         width = solve_width(family, int(target_params), depth, input_shape, num_classes, **count_kw)
@@ -84,9 +85,11 @@ def build_model(
     return torch.compile(model) if compile else model
 
 
-def check_cnn(depth: int, kernel_size=None, pool: str = "flatten", **_) -> None:
+def check_cnn(depth: int, kernel_size=None, pool: str = "flatten", padding=None, **_) -> None:
     if pool not in POOLS:
         raise ConfigError(f"model.pool={pool!r} is unknown; choose one of {', '.join(POOLS)}")
+    if padding is not None:
+        check_number("model.padding", padding, low=0, integer=True)
     if kernel_size is None or isinstance(kernel_size, int):
         return
     if len(kernel_size) != depth:

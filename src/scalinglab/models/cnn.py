@@ -4,13 +4,15 @@ pooled features (`pool=avg|max`).
 
 It is 1-D for inputs shaped (channels, length) and 2-D for (channels, height, width). A block
 halves the spatial size (stride 2) while that size is above `min_size`, so deep nets on short
-MNIST-1D signals stay valid. `kernel_size` is one size for every block or one per block.
+MNIST-1D signals stay valid. `kernel_size` is one size for every block or one per block;
+`padding` is k // 2 for a kernel k unless set (the MNIST-1D paper pads every block by 1).
 """
 
 import math
 
 from torch import Tensor, nn
 
+from scalinglab import ConfigError
 from scalinglab.models.layers import activation
 from scalinglab.models.parametrization import Readout, tag
 
@@ -26,17 +28,21 @@ def default_kernel(input_shape: tuple[int, ...]) -> int:
     return 3 if spatial_dims(input_shape) == 2 else 5
 
 
-def blocks(input_shape: tuple[int, ...], depth: int, kernel_size=None,
-           min_size: int = 4) -> tuple[list[tuple[int, int]], tuple[int, ...]]:
-    """Each block's (kernel, stride), and the spatial shape after the last block."""
+def blocks(input_shape: tuple[int, ...], depth: int, kernel_size=None, min_size: int = 4,
+           padding: int | None = None) -> tuple[list[tuple[int, int, int]], tuple[int, ...]]:
+    """Each block's (kernel, stride, padding), and the spatial shape after the last block."""
     kernels = kernel_size or default_kernel(input_shape)
     kernels = [kernels] * depth if isinstance(kernels, int) else list(kernels)
     shape = (1, *input_shape) if len(input_shape) == 1 else tuple(input_shape)
     sizes, plan = tuple(shape[1:]), []
     for k in kernels:
         stride = 2 if min(sizes) > min_size else 1
-        plan.append((k, stride))
-        sizes = tuple((n + 2 * (k // 2) - k) // stride + 1 for n in sizes)
+        pad = k // 2 if padding is None else padding
+        plan.append((k, stride, pad))
+        sizes = tuple((n + 2 * pad - k) // stride + 1 for n in sizes)
+        if min(sizes) < 1:
+            raise ConfigError(f"model.kernel_size={k} with model.padding={pad} is larger than "
+                              f"the feature map it meets (block {len(plan)})")
     return plan, sizes
 
 
@@ -52,6 +58,7 @@ class CNN(nn.Module):
         kernel_size: int | None = None,
         min_size: int = 4,
         pool: str = "flatten",
+        padding: int | None = None,
         readout_multiplier: float = 1.0,
         zero_readout: bool = False,
     ) -> None:
@@ -60,10 +67,10 @@ class CNN(nn.Module):
         shape = (1, *input_shape) if len(input_shape) == 1 else input_shape
         self.input_shape = shape
         conv = nn.Conv2d if dims == 2 else nn.Conv1d
-        plan, sizes = blocks(input_shape, depth, kernel_size, min_size)
+        plan, sizes = blocks(input_shape, depth, kernel_size, min_size, padding)
         channels, layers = shape[0], []
-        for i, (k, stride) in enumerate(plan):
-            layers += [tag(conv(channels, width, k, stride=stride, padding=k // 2),
+        for i, (k, stride, pad) in enumerate(plan):
+            layers += [tag(conv(channels, width, k, stride=stride, padding=pad),
                            "hidden" if i else "input")]
             layers.append(activation(activation_name))
             if dropout > 0:
@@ -91,12 +98,13 @@ def cnn_params(
     kernel_size=None,
     min_size: int = 4,
     pool: str = "flatten",
+    padding: int | None = None,
 ) -> int:
     """Exact trainable parameter count of `CNN` (conv weights + biases + head)."""
-    plan, sizes = blocks(input_shape, depth, kernel_size, min_size)
+    plan, sizes = blocks(input_shape, depth, kernel_size, min_size, padding)
     dims = spatial_dims(input_shape)
     c_in = 1 if len(input_shape) == 1 else input_shape[0]
     convs = sum((k**dims * (c_in if i == 0 else width) + 1) * width
-                for i, (k, _) in enumerate(plan))
+                for i, (k, _, _) in enumerate(plan))
     features = width * math.prod(sizes) if pool == "flatten" else width
     return convs + (features + 1) * num_classes
