@@ -131,3 +131,7 @@ def test_report_shows_the_best_lr_per_size_when_the_sweep_varied_it(tmp_path):
     assert "Best LR vs size" in text and (tmp_path / "best_lr.png").stat().st_size > 0
     assert "chose an LR at an edge of the swept grid" in text  # sp's small and large sizes
     assert "alpha on the tuned envelope" in text
+    assert "both chose each size's LR (by val_loss) and scores it" in text  # no test split
+    scored = build(table.assign(test_loss=table["val_loss"] + 0.01), tmp_path / "with-test",
+                   "lr sweep", bootstrap=0).read_text()
+    assert "test_loss (not chosen by)" in scored and "both chose" not in scored

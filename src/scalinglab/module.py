@@ -20,6 +20,7 @@ from scalinglab import ConfigError, check_number
 from scalinglab.models.parametrization import param_groups
 
 EVAL_SPLITS = ("val", "train_eval")  # the order of the datamodule's val loaders
+SPLITS = (*EVAL_SPLITS, "test")  # test: the test loader (data.val_from_train), once at the end
 
 
 class Classifier(pl.LightningModule):
@@ -38,9 +39,9 @@ class Classifier(pl.LightningModule):
         # submodule: checkpoints keep the same keys with and without compile and resume each other.
         self.model = getattr(model, "_orig_mod", model)
         self.__dict__["run_model"] = model
-        self.eval_loss = nn.ModuleList(MeanMetric() for _ in EVAL_SPLITS)
+        self.eval_loss = nn.ModuleList(MeanMetric() for _ in SPLITS)
         self.eval_acc = nn.ModuleList(MulticlassAccuracy(num_classes, average="micro")
-                                      for _ in EVAL_SPLITS)
+                                      for _ in SPLITS)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.run_model(x)
@@ -76,11 +77,15 @@ class Classifier(pl.LightningModule):
                                               weight=len(y))
         self.eval_acc[dataloader_idx].update(logits, y)
 
-    def eval_results(self) -> dict[str, Tensor]:
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self.validation_step(batch, batch_idx, SPLITS.index("test"))
+
+    def eval_results(self, splits: tuple[str, ...] = EVAL_SPLITS) -> dict[str, Tensor]:
         """The evaluation so far ("val/loss", "val/acc", "train_eval/loss", ...), reduced
         across DDP ranks by torchmetrics; the metrics are reset for the next evaluation."""
         results = {}
-        for split, loss, acc in zip(EVAL_SPLITS, self.eval_loss, self.eval_acc, strict=True):
+        for split in splits:
+            loss, acc = self.eval_loss[SPLITS.index(split)], self.eval_acc[SPLITS.index(split)]
             results[f"{split}/loss"], results[f"{split}/acc"] = loss.compute(), acc.compute()
             loss.reset()
             acc.reset()
@@ -95,6 +100,9 @@ class Classifier(pl.LightningModule):
         self.log_dict({"trainer/examples_seen": float(examples *
                                                       self.trainer.accumulate_grad_batches),
                        "trainer/step": float(self.global_step)})
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.eval_results(("test",)), sync_dist=False)
 
     # The RNG state travels with checkpoints so that a resumed run draws the same dropout masks
     # as an uninterrupted one (Lightning does not save it).

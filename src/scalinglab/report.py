@@ -33,7 +33,7 @@ from scipy import stats  # noqa: E402
 from scalinglab.fit import FitError, fit  # noqa: E402
 from scalinglab.fit.frontier import compute_frontier  # noqa: E402
 from scalinglab.fit.plots import plot_fits, plot_frontier, save_figure  # noqa: E402
-from scalinglab.fit.tuned import best_over, lr_scaling  # noqa: E402
+from scalinglab.fit.tuned import best_over, lr_scaling, scored_on_test  # noqa: E402
 from scalinglab.launch.grow import GROW_NAME, Target  # noqa: E402
 from scalinglab.records import (  # noqa: E402
     SourceError,
@@ -218,8 +218,10 @@ def best_lr(table: pd.DataFrame, keys: list[str], out: Path, y: str) -> str:
         ax.legend(fontsize=7, title="params")
     axes[0][0].set_ylabel(y)
     save_figure(fig, out / "best_lr.png", (".png",), dpi=120)
+    test = scored_on_test(table, y)
     rows = [[_label(groups, tuple(c[g] for g in groups)), c["params"], c[LR],
-             "yes: widen the sweep" if c["at_edge"][LR] else "no"] for c in choices]
+             "yes: widen the sweep" if c["at_edge"][LR] else "no", *([c[test]] if test else [])]
+            for c in choices]
     fits = "".join(
         f"<li>{html.escape(_label(groups, tuple(f['group'].values())))}: lr_opt ∝ "
         f"N<sup>−k</sup>, k = " + (f"{f['k']:.3g} [{f['ci'][0]:.3g}, {f['ci'][1]:.3g}]"
@@ -228,6 +230,11 @@ def best_lr(table: pd.DataFrame, keys: list[str], out: Path, y: str) -> str:
     edges = sum(c["at_edge"][LR] for c in choices)
     warning = (f"<p><b>Warning:</b> {edges} size(s) chose an LR at an edge of the swept grid: "
                "their optimum is not bracketed.</p>" if edges else "")
+    if not test and y.startswith("val_"):
+        warning += (f"<p><b>Warning:</b> the runs validated on the dataset's held-out split, "
+                    f"so it both chose each size's LR (by {y}) and scores it. "
+                    "<code>data.val_from_train=N</code> chooses on N training examples and "
+                    "keeps the split for <code>test_*</code>.</p>")
     try:
         tuned = fit(best, x="params", y=y, law="power_offset", group_by=groups or None)
         law = _table(["group", "alpha on the tuned envelope", "E"],
@@ -237,7 +244,8 @@ def best_lr(table: pd.DataFrame, keys: list[str], out: Path, y: str) -> str:
     return ("<h2>Best LR vs size</h2>"
             '<img src="best_lr.png" alt="loss vs learning rate per size">'
             + warning + f"<ul>{fits}</ul>"
-            + _table(["group", "params", "best lr", "at the grid's edge"], rows) + law
+            + _table(["group", "params", "best lr", "at the grid's edge",
+                      *([f"{test} (not chosen by)"] if test else [])], rows) + law
             + "<p>The tuned envelope keeps each size's best LR (seeds averaged): "
               "<code>scalinglab-fit SWEEP --best-over module.lr</code>.</p>")
 

@@ -37,6 +37,35 @@ def test_train_size_larger_than_data_is_a_config_error(data_dir):
         MNIST1D(train_size=5000, data_dir=str(data_dir))
 
 
+def test_val_from_train_holds_training_examples_out_and_keeps_the_test_split(data_dir):
+    plain = MNIST1D(data_dir=str(data_dir))
+    plain.setup()
+    dm = MNIST1D(val_from_train=500, data_dir=str(data_dir))
+    dm.setup()
+    assert len(dm.x_val) == 500 and len(dm.x_train) == 3500
+    assert torch.equal(dm.x_test, plain.x_val) and torch.equal(dm.y_test, plain.y_val)
+    rows = lambda x: {tuple(r.tolist()) for r in x.flatten(1)}  # noqa: E731
+    pool, val, train = rows(plain.x_train), rows(dm.x_val), rows(dm.x_train)
+    assert val | train == pool and not val & train  # a split of the training examples
+    # the same validation examples whatever the subset: train_size subsets the rest
+    sub = MNIST1D(val_from_train=500, train_size=1000, subset_seed=3, data_dir=str(data_dir))
+    sub.setup()
+    assert torch.equal(sub.x_val, dm.x_val) and rows(sub.x_train) <= train
+    assert len(sub.x_train) == 1000 and plain.x_test is None
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"val_from_train": 0}, r"data\.val_from_train must be >= 1"),
+    ({"val_from_train": 4000}, r"data\.val_from_train=4000 leaves none of the 4000"),
+    ({"val_from_train": 500, "train_size": 4000}, r"data\.train_size=4000 .* 3500"),
+])
+def test_bad_val_from_train_is_a_config_error(data_dir, kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        MNIST1D(data_dir=str(data_dir), **kwargs)
+    with pytest.raises(ConfigError, match=r"data\.val_size"):
+        Synthetic(val_from_train=10, data_dir=str(data_dir))
+
+
 def test_synthetic_is_seeded_nested_and_teacher_labelled(data_dir):
     a = Synthetic(train_size=3000, input_dim=8, num_classes=4, data_dir=str(data_dir))
     b = Synthetic(train_size=6000, input_dim=8, num_classes=4, data_dir=str(data_dir))

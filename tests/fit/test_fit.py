@@ -393,6 +393,33 @@ def test_cli_best_over_fits_the_tuned_envelope(tmp_path, capsys):
     assert "module.lr_opt ~ params^-k" in capsys.readouterr().out
 
 
+def test_best_over_scores_its_winners_on_a_test_split_it_never_chose_by(tmp_path, capsys):
+    """Runs with data.val_from_train: val_loss chooses, test_loss comes beside; runs without
+    one validate on the test split, and choosing by it warns."""
+    import warnings
+
+    from scalinglab.fit.tuned import best_over
+
+    table = lr_sweep(sizes=(1e3, 3e3, 1e4, 3e4, 1e5))
+    with pytest.warns(UserWarning, match="held-out split, which then also scores"):
+        best_over(table, ["module.lr"], ["params"], "val_loss", ["family"])
+    # the test loss is lowest at another LR: it must not move the choice
+    table["test_loss"] = table["val_loss"] + 0.1 * np.log(table["module.lr"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, choices, _ = best_over(table, ["module.lr"], ["params"], "val_loss", ["family"])
+    mup = [c for c in choices if c["model.parametrization"] == "mup"]
+    assert {c["module.lr"] for c in mup} == {2.0**-7}
+    rows = table[(table["model.parametrization"] == "mup") & (table["module.lr"] == 2.0**-7)]
+    expected = rows.groupby("params")["test_loss"].mean()
+    assert [c["test_loss"] for c in sorted(mup, key=lambda c: c["params"])] == pytest.approx(
+        list(expected))
+    fit_main([write(table, tmp_path / "runs.csv"), "--best-over", "module.lr"])
+    header = next(line for line in capsys.readouterr().out.splitlines() if "module.lr" in line
+                  and "val_loss" in line and "test_loss" in line)
+    assert header.index("val_loss") < header.index("test_loss")
+
+
 def test_cli_best_over_an_unknown_column_is_exit_2(tmp_path, capsys):
     src = write(lr_sweep(), tmp_path / "runs.csv")
     with pytest.raises(SystemExit) as exc:

@@ -34,6 +34,7 @@ def saturating(n, floor=0.2, a=30.0, alpha=0.5):
     ("val_acc<=0.9", "an accuracy is grown to with >="),
     ("val_loss>=0.5", "an accuracy is grown to with >="),
     ("val_acc>=1.2", "lies in \\(0, 1\\)"),
+    ("test_acc>=0.9", "is the test split, which a search must not choose by"),
 ])
 def test_a_malformed_target_is_a_config_error(text, match):
     with pytest.raises(ConfigError, match=match):
@@ -139,6 +140,7 @@ def test_failed_jobs_are_reported_and_the_search_goes_on():
 @pytest.mark.parametrize("override, expected", [
     ("hydra.sweeper.target='val_acc=0.9'", "write it as COLUMN>=VALUE"),
     ("hydra.sweeper.target='accuracy>=0.9'", "'accuracy' is not a run-record column"),
+    ("hydra.sweeper.target='test_acc>=0.9'", "'test_acc' is the test split"),
     ("hydra.sweeper.start=[]", "hydra.sweeper.start is empty"),
     ("hydra.sweeper.max_params=100", "max_params=100 is below the largest start size"),
     ("model.target_params=1000,2000", "the grow sweeper chooses model.target_params"),

@@ -40,6 +40,18 @@ def test_train_writes_the_run_record(make_cfg):
     assert {"torch", "lightning", "python"} <= set(on_disk["versions"])
 
 
+def test_val_from_train_records_the_test_split_on_the_final_weights(make_cfg):
+    cfg = make_cfg("data.val_from_train=500", "trainer.max_epochs=2")
+    record = run(cfg)
+    assert record["status"] == "completed"
+    assert record["examples_seen"] == 2 * 3500 // 128 * 128  # 500 held out of 4000
+    assert 0 < record["test_loss"] < 5 and 0 <= record["test_acc"] <= 1
+    assert record["test_loss"] != record["val_loss"]  # two splits: 500 held out, 1000 test
+    plain = make_cfg("trainer.max_epochs=2")
+    plain.paths.output_dir += "-plain"
+    assert run(plain)["test_loss"] is None  # without it, val_* is the test split
+
+
 def test_target_params_records_actual_count(make_cfg):
     cfg = make_cfg("model.target_params=5000", "data.train_size=256")
     _, _, record = fit(cfg)
@@ -90,6 +102,7 @@ def test_bad_config_fails_before_training(make_cfg, override, key):
     (["curve.points=-1"], "curve.points must be >= 0"),
     (["model.parametrization=ntk"], "model.parametrization='ntk' is unknown"),
     (["model.parametrization=mup", "model.base_width=0.5"], "model.base_width must be >= 1"),
+    (["data.val_from_train=4000"], "data.val_from_train=4000 leaves none"),
 ])
 def test_cli_bad_config_is_one_line_and_exit_2(tmp_path, cli_env, overrides, expected):
     result = subprocess.run([sys.executable, "-m", "scalinglab.train", *overrides],

@@ -7,6 +7,10 @@ the device as it is drawn, by the same iterator, so the batches and resumption a
 DDP each rank takes a disjoint, equal shard of every epoch's permutation (as DistributedSampler
 does); the configured batch size is GLOBAL and is split evenly across ranks. The last partial
 global batch of an epoch is dropped, so every rank runs the same number of steps.
+
+Validation is on the dataset's own held-out split unless `val_from_train=N`: then N training
+examples, never trained on, validate (what a sweep may choose by), and the held-out split is the
+test split, measured once on the final weights.
 """
 
 from collections.abc import Callable
@@ -18,6 +22,7 @@ from torch import Tensor
 from scalinglab import ConfigError, check_number
 
 PLACEMENTS = ("auto", "device", "host")
+VAL_SEED = 0  # which training examples validate: one fixed choice, whatever the run's seeds
 
 
 def fits_on(device: torch.device, *tensors: Tensor) -> bool:
@@ -113,7 +118,8 @@ class TensorDataModule(pl.LightningDataModule):
 
     def __init__(self, batch_size: int = 128, train_size: int | None = None,
                  eval_batch_size: int = 1024, subset_seed: int = 0,
-                 data_dir: str = "data", placement: str = "auto") -> None:
+                 data_dir: str = "data", placement: str = "auto",
+                 val_from_train: int | None = None) -> None:
         super().__init__()
         if placement not in PLACEMENTS:
             raise ConfigError(f"data.placement must be one of {PLACEMENTS}, got {placement!r}")
@@ -122,14 +128,27 @@ class TensorDataModule(pl.LightningDataModule):
                                        integer=True)
         if train_size is not None:
             train_size = check_number("data.train_size", train_size, low=1, integer=True)
-        if train_size is not None and self.train_pool is not None and train_size > self.train_pool:
-            raise ConfigError(f"data.train_size={train_size} is larger than the "
-                              f"{self.train_pool} training examples of {self.name}")
+        pool = self.train_pool
+        if val_from_train is not None:
+            val_from_train = check_number("data.val_from_train", val_from_train, low=1,
+                                          integer=True)
+            if pool is None:
+                raise ConfigError(f"data.val_from_train: {self.name} draws its own validation "
+                                  "set (data.val_size)")
+            if val_from_train >= pool:
+                raise ConfigError(f"data.val_from_train={val_from_train} leaves none of the "
+                                  f"{pool} training examples of {self.name} to train on")
+            pool -= val_from_train
+        if train_size is not None and pool is not None and train_size > pool:
+            raise ConfigError(f"data.train_size={train_size} is larger than the {pool} "
+                              f"training examples of {self.name}")
+        self.val_from_train = val_from_train
         self.batch_size, self.train_size = batch_size, train_size
         self.eval_batch_size, self.subset_seed = eval_batch_size, subset_seed
         self.data_dir, self.placement = data_dir, placement
         self.device: torch.device = torch.device("cpu")  # where training runs
         self.x_train = self.y_train = self.x_val = self.y_val = None
+        self.x_test = self.y_test = None  # only with val_from_train
         self.train_batches: DeviceBatches | None = None
         self._train_state: dict | None = None  # the train loader's, from a checkpoint
         self._prepared: tuple[Tensor, ...] | None = None
@@ -148,6 +167,14 @@ class TensorDataModule(pl.LightningDataModule):
             return
         x_train, y_train, x_val, y_val = self._prepared or self.load()
         self._prepared = None
+        x_test = y_test = None
+        if self.val_from_train is not None:
+            x_test, y_test = x_val, y_val
+            g = torch.Generator().manual_seed(VAL_SEED)
+            val = torch.zeros(len(x_train), dtype=torch.bool)
+            val[torch.randperm(len(x_train), generator=g)[: self.val_from_train]] = True
+            x_val, y_val = x_train[val], y_train[val]
+            x_train, y_train = x_train[~val], y_train[~val]
         if self.train_size is not None:
             # A fixed permutation, independent of the training seed: for one subset_seed, a
             # smaller train_size is always a subset of a larger one (nested data axis).
@@ -156,10 +183,13 @@ class TensorDataModule(pl.LightningDataModule):
             x_train, y_train = x_train[keep], y_train[keep]
         self.device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
         on_device = (self.placement == "device" or self.placement == "auto"
-                     and fits_on(self.device, x_train, y_train, x_val, y_val))
+                     and fits_on(self.device, x_train, y_train, x_val, y_val,
+                                 *(t for t in (x_test, y_test) if t is not None)))
         home = self.device if on_device else torch.device("cpu")
         self.x_train, self.y_train = x_train.to(home), y_train.to(home)
         self.x_val, self.y_val = x_val.to(home), y_val.to(home)
+        if x_test is not None:
+            self.x_test, self.y_test = x_test.to(home), y_test.to(home)
 
     @property
     def world_size(self) -> int:
@@ -207,6 +237,12 @@ class TensorDataModule(pl.LightningDataModule):
                 DeviceBatches(self.x_train[:n][r::w], self.y_train[:n][r::w],
                               self.eval_batch_size, False, transform=self.eval_transform,
                               device=self.device)]
+
+    def test_dataloader(self) -> DeviceBatches:
+        """The dataset's held-out split, when training examples validate (val_from_train)."""
+        r, w = (self.trainer.global_rank if self.trainer else 0), self.world_size
+        return DeviceBatches(self.x_test[r::w], self.y_test[r::w], self.eval_batch_size, False,
+                             transform=self.eval_transform, device=self.device)
 
     def example(self) -> Tensor | None:
         """One validation input, as the model sees it (for counting FLOPs)."""

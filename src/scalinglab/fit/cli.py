@@ -135,7 +135,7 @@ def print_frontier(front, console: Console) -> None:
 
 def tune(args: argparse.Namespace, table, group_by: list[str]):
     """--best-over: the tuned envelope's rows, the fit's groups, and what was chosen."""
-    from scalinglab.fit.tuned import best_over, lr_scaling
+    from scalinglab.fit.tuned import best_over, lr_scaling, scored_on_test
 
     over = [c.strip() for c in args.best_over.split(",") if c.strip()]
     if "status" in table.columns:
@@ -145,6 +145,7 @@ def tune(args: argparse.Namespace, table, group_by: list[str]):
     groups = [*group_by, *varying]
     numeric = pd.api.types.is_numeric_dtype(best[over[0]])
     doc = {"columns": over, "groups": groups, "choices": choices,
+           "test": scored_on_test(table, args.y),
            "scaling": lr_scaling(choices, over[0], xs[0], groups) if numeric else []}
     return best, groups, doc
 
@@ -152,14 +153,15 @@ def tune(args: argparse.Namespace, table, group_by: list[str]):
 def print_tuned(doc: dict, y: str, size: str, console: Console) -> None:
     """The chosen hyperparameters per size, the edges, and lr_opt ~ N^-k."""
     over, groups = doc["columns"], doc["groups"]
+    scores = [y, *([doc["test"]] if doc["test"] else [])]
     table = Table(title=f"the tuned envelope: the lowest {y} over {', '.join(over)}")
-    for col in (*groups, size, *over, y):
+    for col in (*groups, size, *over, *scores):
         table.add_column(col, justify="right")
     for c in doc["choices"]:
         marks = ["" if not c["at_edge"][o] else " (edge)" for o in over]
         table.add_row(*(str(c[g]) for g in groups), _fmt(c[size]),
                       *(f"{_fmt(c[o])}{m}" for o, m in zip(over, marks, strict=True)),
-                      _fmt(c[y]))
+                      *(_fmt(c[s]) for s in scores))
     console.print(table)
     edges = [c for c in doc["choices"] if any(c["at_edge"].values())]
     if edges:

@@ -5,7 +5,13 @@ as the size (Porian et al. 2024). `best_over` averages seeds, then keeps, for ev
 the other columns the sweep varied, the row with the lowest y over the `over` columns (e.g.
 `module.lr`), and says which value won at each size, and whether it sat at an edge of the swept
 grid (the sweep did not bracket that size's optimum). `lr_scaling` fits lr_opt ~ N^-k.
+
+Choosing by a val_* column is honest only when validation is not the test data: with
+`data.val_from_train` the runs validate on held-out training examples, and each winner's test_*
+score (never used to choose) comes beside it. Without one, it warns.
 """
+
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -46,7 +52,13 @@ def best_over(table: pd.DataFrame, over: list[str], x: list[str], y: str,
     data = table.dropna(subset=[*x, y, *over])
     if data.empty:
         raise FitError(f"--best-over: no row has {', '.join([*x, y, *over])}")
-    mean = data.groupby([*keys, *over], dropna=False)[y].mean().reset_index()  # seeds averaged
+    test = scored_on_test(data, y)
+    if y.startswith("val_") and test is None:
+        warnings.warn(f"--best-over chooses by {y}, here the dataset's held-out split, which "
+                      "then also scores the winners; data.val_from_train=N validates on N "
+                      "training examples instead and keeps the split for test_*", stacklevel=2)
+    scores = [y] if test is None else [y, test]
+    mean = data.groupby([*keys, *over], dropna=False)[scores].mean().reset_index()  # seeds
     by_setting = mean.groupby(keys, dropna=False)
     best = mean.loc[by_setting[y].idxmin()]
     bounds = {c: [by_setting[c].transform(f) for f in ("min", "max", "nunique")] for c in over}
@@ -54,10 +66,18 @@ def best_over(table: pd.DataFrame, over: list[str], x: list[str], y: str,
     for i, row in best.iterrows():
         grid = {c: (lo[i], hi[i], int(n[i])) for c, (lo, hi, n) in bounds.items()}
         choices.append({**{k: _plain(row[k]) for k in keys}, **{c: _plain(row[c]) for c in over},
-                        y: float(row[y]), "n_values": {c: n for c, (_, _, n) in grid.items()},
+                        **{c: float(row[c]) for c in scores},
+                        "n_values": {c: n for c, (_, _, n) in grid.items()},
                         "at_edge": {c: bool(n > 1 and row[c] in (lo, hi))
                                     for c, (lo, hi, n) in grid.items()}})
     return best.reset_index(drop=True), choices, varying
+
+
+def scored_on_test(table: pd.DataFrame, y: str) -> str | None:
+    """test_loss for val_loss (test_acc for val_acc) when the runs measured one."""
+    test = "test_" + y.removeprefix("val_")
+    return test if (y.startswith("val_") and test in table.columns
+                    and table[test].notna().any()) else None
 
 
 def _plain(value):

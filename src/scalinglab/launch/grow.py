@@ -49,6 +49,10 @@ class Target:
         if column not in NUMERIC:
             raise ConfigError(f"hydra.sweeper.target: {column!r} is not a run-record column; "
                               f"use one of {', '.join(sorted(NUMERIC))}")
+        if column.startswith("test_"):
+            raise ConfigError(f"hydra.sweeper.target: {column!r} is the test split, which a "
+                              "search must not choose by; target val_* (with "
+                              "data.val_from_train=N, N held-out training examples)")
         accuracy = column.endswith("_acc")
         if accuracy != (op == ">="):
             raise ConfigError(f"hydra.sweeper.target={text!r}: an accuracy is grown to with >=, "

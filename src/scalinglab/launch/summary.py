@@ -56,11 +56,14 @@ def summarize(sweep_dir: str | Path) -> dict:
 
 def print_summary(summary: dict, console: Console | None = None) -> None:
     table = Table(title=f"sweep {summary['sweep_dir']}")
-    for col in ("job", "status", *COLUMNS, "reason"):
+    # a column no job has (test_* without data.val_from_train) is left out
+    columns = [c for c in COLUMNS if not c.startswith("test_")
+               or any(_fmt(job[c]) != "-" for job in summary["jobs"])]
+    for col in ("job", "status", *columns, "reason"):
         table.add_column(col, overflow="fold")
     for job in summary["jobs"]:
         job_name = str(Path(job["path"]).relative_to(summary["sweep_dir"]))
-        table.add_row(job_name, job["status"], *(_fmt(job[c]) for c in COLUMNS),
+        table.add_row(job_name, job["status"], *(_fmt(job[c]) for c in columns),
                       _fmt(job["reason"]))
     console = console or Console(width=None if sys.stdout.isatty() else 160)
     console.print(table)

@@ -46,6 +46,10 @@ class RunRecord:
     val_acc: float | None = _field("final/val_acc", column=True)
     train_loss: float | None = _field("final/train_loss")
     train_acc: float | None = _field("final/train_acc")
+    # the dataset's held-out split on the final weights, when training examples validated
+    # (data.val_from_train); otherwise val_* is that split
+    test_loss: float | None = _field("final/test_loss", column=True)
+    test_acc: float | None = _field("final/test_acc", column=True)
     best_val_loss: float | None = _field("best/val_loss")
     train_val_gap: float | None = _field("final/train_val_gap")
     time_s: float | None = _field("perf/time_s", column=True)

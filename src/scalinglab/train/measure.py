@@ -103,6 +103,8 @@ class RunRecorder(pl.Callback):
         self.diverged: str | None = None
         self.best_val_loss = math.inf
         self.validated_at: int | None = None  # the optimizer step of the last validation
+        # the last evaluation's metrics, kept here: trainer.test replaces callback_metrics
+        self.metrics: dict[str, float] = {}
         self.size: dict = {}
         self.t0 = self.time_s = None
         self.time_before = 0.0  # training time of earlier attempts, restored from a checkpoint
@@ -157,11 +159,17 @@ class RunRecorder(pl.Callback):
         if trainer.sanity_checking:
             return
         self.validated_at = trainer.global_step
-        val_loss = float(trainer.callback_metrics.get("val/loss", math.nan))
+        self.metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
+                        if k.startswith(("val/", "train_eval/"))}
+        val_loss = self.metrics.get("val/loss", math.nan)
         if not math.isfinite(val_loss):
             self._diverge(trainer, f"non-finite validation loss at step {trainer.global_step}")
         else:
             self.best_val_loss = min(self.best_val_loss, val_loss)
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()
+                             if k.startswith("test/")})
 
     def _diverge(self, trainer: pl.Trainer, reason: str) -> None:
         self.diverged = reason
@@ -175,10 +183,8 @@ class RunRecorder(pl.Callback):
 
     def record(self, trainer: pl.Trainer) -> RunRecord:
         """The run record as measured so far (status completed, or diverged)."""
-        metric = trainer.callback_metrics
-
         def get(key: str) -> float | None:
-            return float(metric[key]) if key in metric else None
+            return self.metrics.get(key)
 
         val_loss, train_loss = get("val/loss"), get("train_eval/loss")
         fpe = self.size.get("flops_per_example")
@@ -206,6 +212,8 @@ class RunRecorder(pl.Callback):
             val_acc=get("val/acc"),
             train_loss=train_loss,
             train_acc=get("train_eval/acc"),
+            test_loss=get("test/loss"),
+            test_acc=get("test/acc"),
             best_val_loss=self.best_val_loss if math.isfinite(self.best_val_loss) else None,
             train_val_gap=None if None in (val_loss, train_loss) else val_loss - train_loss,
             time_s=time_s,

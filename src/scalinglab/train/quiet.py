@@ -48,6 +48,9 @@ def quiet_lightning() -> None:
         r'.*fit\(ckpt_path="last"\) is set, but there',
         # on purpose: our batches already live on the device (module.py)
         "You have overridden `transfer_batch_to_device`",
+        # under DDP: the eval metrics are torchmetrics, reduced across ranks by themselves, and
+        # trainer/* are the same on every rank (module.py)
+        r"It is recommended to use `self.log\('(val|train_eval|test|trainer)/",
         # outside SLURM we do not want srun (hydra/launcher=slurm is how jobs get there)
         "The `srun` command is available on your system",
     ):

@@ -182,4 +182,6 @@ def train(cfg: DictConfig, output_dir: str, job: dict | None = None, built: dict
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
     if recorder.needs_final_validation(trainer):  # every budget ends measured
         trainer.validate(module, datamodule=datamodule, verbose=False)
+    if datamodule.x_test is not None and recorder.diverged is None:  # data.val_from_train
+        trainer.test(module, datamodule=datamodule, verbose=False)
     return recorder.record(trainer)
