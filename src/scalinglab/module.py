@@ -39,9 +39,9 @@ class Classifier(pl.LightningModule):
         # submodule: checkpoints keep the same keys with and without compile and resume each other.
         self.model = getattr(model, "_orig_mod", model)
         self.__dict__["run_model"] = model
-        self.eval_loss = nn.ModuleList(MeanMetric() for _ in SPLITS)
-        self.eval_acc = nn.ModuleList(MulticlassAccuracy(num_classes, average="micro")
-                                      for _ in SPLITS)
+        self.eval_loss = nn.ModuleDict({split: MeanMetric() for split in SPLITS})
+        self.eval_acc = nn.ModuleDict({split: MulticlassAccuracy(num_classes, average="micro")
+                                       for split in SPLITS})
 
     def forward(self, x: Tensor) -> Tensor:
         return self.run_model(x)
@@ -71,21 +71,23 @@ class Classifier(pl.LightningModule):
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int,
                         dataloader_idx: int = 0) -> None:
-        x, y = batch
-        logits = self(x)
-        self.eval_loss[dataloader_idx].update(F.cross_entropy(logits.float(), y),
-                                              weight=len(y))
-        self.eval_acc[dataloader_idx].update(logits, y)
+        self.evaluate(batch, EVAL_SPLITS[dataloader_idx])
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self.validation_step(batch, batch_idx, SPLITS.index("test"))
+        self.evaluate(batch, "test")
+
+    def evaluate(self, batch: tuple[Tensor, Tensor], split: str) -> None:
+        x, y = batch
+        logits = self(x)
+        self.eval_loss[split].update(F.cross_entropy(logits.float(), y), weight=len(y))
+        self.eval_acc[split].update(logits, y)
 
     def eval_results(self, splits: tuple[str, ...] = EVAL_SPLITS) -> dict[str, Tensor]:
         """The evaluation so far ("val/loss", "val/acc", "train_eval/loss", ...), reduced
         across DDP ranks by torchmetrics; the metrics are reset for the next evaluation."""
         results = {}
         for split in splits:
-            loss, acc = self.eval_loss[SPLITS.index(split)], self.eval_acc[SPLITS.index(split)]
+            loss, acc = self.eval_loss[split], self.eval_acc[split]
             results[f"{split}/loss"], results[f"{split}/acc"] = loss.compute(), acc.compute()
             loss.reset()
             acc.reset()
