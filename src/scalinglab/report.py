@@ -218,7 +218,7 @@ def best_lr(table: pd.DataFrame, keys: list[str], out: Path, y: str) -> str:
         ax.legend(fontsize=7, title="params")
     axes[0][0].set_ylabel(y)
     save_figure(fig, out / "best_lr.png", (".png",), dpi=120)
-    test = scored_on_test(table, y)
+    test = scored_on_test(best, y)  # the column best_over scored its winners by
     rows = [[_label(groups, tuple(c[g] for g in groups)), c["params"], c[LR],
              "yes: widen the sweep" if c["at_edge"][LR] else "no", *([c[test]] if test else [])]
             for c in choices]

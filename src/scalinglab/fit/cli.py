@@ -145,7 +145,7 @@ def tune(args: argparse.Namespace, table, group_by: list[str]):
     groups = [*group_by, *varying]
     numeric = pd.api.types.is_numeric_dtype(best[over[0]])
     doc = {"columns": over, "groups": groups, "choices": choices,
-           "test": scored_on_test(table, args.y),
+           "test": scored_on_test(best, args.y),  # the column best_over scored its winners by
            "scaling": lr_scaling(choices, over[0], xs[0], groups) if numeric else []}
     return best, groups, doc
 
