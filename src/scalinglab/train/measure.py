@@ -183,9 +183,7 @@ class RunRecorder(pl.Callback):
 
     def record(self, trainer: pl.Trainer) -> RunRecord:
         """The run record as measured so far (status completed, or diverged)."""
-        def get(key: str) -> float | None:
-            return self.metrics.get(key)
-
+        get = self.metrics.get
         val_loss, train_loss = get("val/loss"), get("train_eval/loss")
         fpe = self.size.get("flops_per_example")
         dm = trainer.datamodule

@@ -75,8 +75,8 @@ def _report(record: RunRecord, job_num: int | None) -> None:
     def fmt(value, spec: str) -> str:
         return "-" if value is None else format(value, spec)
 
-    test = ("" if record.test_loss is None else
-            f" test_loss={record.test_loss:.4g} test_acc={fmt(record.test_acc, '.3f')}")
+    test = ("" if record.test_loss is None else f" test_loss={fmt(record.test_loss, '.4g')} "
+            f"test_acc={fmt(record.test_acc, '.3f')}")
     log.info("%s%s %s: params=%s val_loss=%s val_acc=%s%s time=%ss%s", where, record.job,
              record.status, fmt(record.params, ","), fmt(record.val_loss, ".4g"),
              fmt(record.val_acc, ".3f"), test, fmt(record.time_s, ".1f"),
