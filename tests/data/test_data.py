@@ -62,6 +62,9 @@ def test_val_from_train_holds_training_examples_out_and_keeps_the_test_split(dat
 def test_bad_val_from_train_is_a_config_error(data_dir, kwargs, match):
     with pytest.raises(ConfigError, match=match):
         MNIST1D(data_dir=str(data_dir), **kwargs)
+
+
+def test_synthetic_data_draws_its_own_validation_set(data_dir):
     with pytest.raises(ConfigError, match=r"data\.val_size"):
         Synthetic(val_from_train=10, data_dir=str(data_dir))
 
