@@ -3,7 +3,7 @@
 Both run in this process, on the same model, device-resident data, AdamW param groups, warmup +
 cosine schedule, batch size, number of steps and thread count, reading the loss back every 50
 steps. The scalinglab side is the code `scalinglab-train` runs (the composed default config,
-`recipe.build`: datamodule, LightningModule, run recorder, checkpoints, CSV logger) in
+`train/job.build`: datamodule, LightningModule, run recorder, checkpoints, CSV logger) in
 Lightning's own loop; its clock runs from the first to the last training step with validation
 time taken out, as the raw loop does no validation. Repeats pair the two sides, A B then B A;
 the ratio is the median of the paired ratios, printed with their range.
@@ -31,7 +31,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
 from scalinglab import CONF_DIR
-from scalinglab.train.recipe import build
+from scalinglab.train.job import build
 
 CASES = {  # name: (model overrides, batch size on CPU)
     "tiny": (["model=mlp", "model.depth=2", "model.width=64"], 256),
@@ -81,21 +81,20 @@ def make(case: str, epochs: int, batch: int, out: str, data_dir: str, no_val: bo
     return cfg
 
 
-def run_scalinglab(cfg, out: str) -> tuple[float, int, float]:
+def run_scalinglab(cfg) -> tuple[float, int, float]:
     """Seconds for steps 2..N, that number of steps, and the first step's seconds."""
-    pl.seed_everything(0, verbose=False)
-    datamodule, module, trainer, *_ = build(cfg, out)
+    job = build(cfg)
     clock = TrainClock()
-    trainer.callbacks.append(clock)
-    trainer.fit(module, datamodule=datamodule)
-    return clock.seconds, trainer.global_step - 1, clock.first_step_s
+    job.trainer.callbacks.append(clock)
+    job.trainer.fit(job.module, datamodule=job.datamodule)
+    return clock.seconds, job.trainer.global_step - 1, clock.first_step_s
 
 
-def run_raw(cfg, out: str, epochs: int) -> tuple[float, int]:
+def run_raw(cfg, epochs: int) -> tuple[float, int]:
     """The hand-written loop: same model, data, optimizer, schedule and batch size. Seconds for
     steps 2..N, and that number of steps."""
-    pl.seed_everything(0, verbose=False)
-    datamodule, module, trainer, *_ = build(cfg, out)  # the same objects, minus Lightning's loop
+    job = build(cfg)  # the same objects, minus Lightning's loop
+    datamodule, module = job.datamodule, job.module
     datamodule.setup()
     model, x, y = module.model, datamodule.x_train, datamodule.y_train
     bs, n = datamodule.batch_size, len(x)
@@ -157,15 +156,15 @@ def main() -> None:
                 # A B, then B A: whichever runs second in a pair does not always get the edge
                 for side in ("ours", "raw") if r % 2 == 0 else ("raw", "ours"):
                     if side == "ours":
-                        seconds, steps, _ = run_scalinglab(cfg, out)
+                        seconds, steps, _ = run_scalinglab(cfg)
                         ours_sps.append(steps / seconds)
                     else:
-                        seconds, steps = run_raw(cfg, out + "-raw", args.epochs)
+                        seconds, steps = run_raw(cfg, args.epochs)
                         raw_sps.append(steps / seconds)
                 if args.compile:
                     cfg = make(case, args.epochs, batch, out + "-c", str(Path(tmp) / "data"),
                                args.no_val, compile=True, user=args.overrides)
-                    seconds, steps, first = run_scalinglab(cfg, out + "-c")
+                    seconds, steps, first = run_scalinglab(cfg)
                     compiled_sps.append(steps / seconds)
                     compile_s.append(first)
             ratios = [o / r for o, r in zip(ours_sps, raw_sps, strict=True)]

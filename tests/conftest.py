@@ -8,11 +8,19 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
-import scalinglab.train.run  # noqa: F401  (registers the config's resolvers, as the app does)
-from tests.helpers import CONF_DIR
+import scalinglab.train.cli  # noqa: F401  (registers the config's resolvers, as the app does)
+from scalinglab.train.quiet import quiet_lightning
+from tests.helpers import CONF_DIR, TRAIN_SIZE
 
 TINY = ["trainer.max_epochs=1", "trainer.accelerator=cpu", "logger=none",
-        "trainer.enable_progress_bar=false"]
+        "trainer.enable_progress_bar=false", f"data.train_size={TRAIN_SIZE}"]
+
+
+@pytest.fixture(autouse=True)
+def quiet():
+    """The terminal policy main() applies, for the in-process jobs too (pytest restores the
+    warning filters around every test)."""
+    quiet_lightning()
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Helpers shared by the tests: run a console script as a user would, train in-process."""
+"""Helpers shared by the tests: run a console script as a user would, train in-process, and
+the tiny data every in-process job trains on."""
 
 import subprocess
 import sys
@@ -9,6 +10,10 @@ from omegaconf import DictConfig
 from scalinglab import CONF_DIR  # noqa: F401  (the configs the tests compose)
 
 ROOT = Path(__file__).resolve().parents[1]
+# In-process jobs train on TRAIN_SIZE MNIST-1D examples in batches of BATCH: STEPS_PER_EPOCH
+# optimizer steps an epoch (validation stays MNIST-1D's 1000 held-out examples).
+TRAIN_SIZE, BATCH = 1024, 128
+STEPS_PER_EPOCH = TRAIN_SIZE // BATCH
 
 
 def run_cli(args: list[str], env: dict, cwd: Path,
@@ -20,14 +25,15 @@ def run_cli(args: list[str], env: dict, cwd: Path,
 
 
 def fit(cfg: DictConfig, *callbacks):
-    """Train in-process through the recipe, plus test `callbacks`, resuming the job's latest
-    checkpoint as `scalinglab-train` would; returns (module, trainer, record)."""
-    from scalinglab.train.recipe import train
+    """Build the job and fit it in-process, as `scalinglab-train` does (resuming its latest
+    checkpoint), with the test's own `callbacks` added to its trainer; returns the job and its
+    record."""
+    from scalinglab.train.job import build
+    from scalinglab.train.job import fit as fit_job
 
-    built: dict = {}
-    record = train(cfg, cfg.paths.output_dir, built=built, callbacks=callbacks)
-    trainer = built["trainer"]
-    return trainer.lightning_module, trainer, record.to_dict()
+    job = build(cfg)
+    job.trainer.callbacks.extend(callbacks)
+    return job, fit_job(job).to_dict()
 
 
 def run(cfg: DictConfig) -> dict:
@@ -35,13 +41,11 @@ def run(cfg: DictConfig) -> dict:
     returns its record."""
     from scalinglab.train.run import run_job
 
-    return run_job(cfg, cfg.paths.output_dir, multirun=False, job_num=None)
+    return run_job(cfg, multirun=False, job_num=None)
 
 
-def curve(trainer, record: dict) -> list[dict]:
+def curve(job, record: dict) -> list[dict]:
     """The job's learning curve, as train/run.py writes it to curve.csv."""
-    from scalinglab.records import RunRecord
-    from scalinglab.train.curve import LearningCurve
+    from scalinglab.records.schema import RunRecord
 
-    (learning_curve,) = [c for c in trainer.callbacks if isinstance(c, LearningCurve)]
-    return learning_curve.final_rows(RunRecord(**record))
+    return job.curve.final_rows(RunRecord(**record))

@@ -9,9 +9,8 @@ import pytest
 import torch
 
 from scalinglab import ConfigError
-from tests.helpers import fit
-
-STEPS_PER_EPOCH = 4000 // 128  # MNIST-1D's default training set at the default batch
+from scalinglab.module import Classifier
+from tests.helpers import BATCH, STEPS_PER_EPOCH, fit
 
 
 def metrics(cfg) -> list[dict]:
@@ -36,13 +35,13 @@ class GradNorm(pl.Callback):
 
 
 def test_max_steps_ends_mid_epoch_measured_on_the_final_weights(make_cfg):
-    cfg = make_cfg("logger=csv", "trainer.max_epochs=5", "trainer.max_steps=40")
-    _, trainer, record = fit(cfg)
-    assert record["steps"] == trainer.global_step == 40
-    assert record["epochs"] == pytest.approx(40 / STEPS_PER_EPOCH)
-    assert record["examples_seen"] == 40 * 128 and record["stop_reason"] == "max_steps"
+    cfg = make_cfg("logger=csv", "trainer.max_epochs=5", "trainer.max_steps=13")
+    job, record = fit(cfg)
+    assert record["steps"] == job.trainer.global_step == 13
+    assert record["epochs"] == pytest.approx(13 / STEPS_PER_EPOCH)
+    assert record["examples_seen"] == 13 * BATCH and record["stop_reason"] == "max_steps"
     # validated at the end of epoch 1, then at the last step
-    assert steps_with(metrics(cfg), "val/loss") == [STEPS_PER_EPOCH, 40]
+    assert steps_with(metrics(cfg), "val/loss") == [STEPS_PER_EPOCH, 13]
     assert record["val_loss"] > 0 and record["train_loss"] > 0
 
 
@@ -53,32 +52,32 @@ def test_a_budget_that_trains_nothing_is_a_config_error(make_cfg, budget):
 
 
 def test_max_time_stops_the_job_and_measures_it(make_cfg):
-    cfg = make_cfg("logger=csv", "trainer.max_epochs=1000", "+trainer.max_time.seconds=2")
-    _, trainer, record = fit(cfg)
+    cfg = make_cfg("logger=csv", "trainer.max_epochs=1000", "+trainer.max_time.seconds=1")
+    _, record = fit(cfg)
     assert record["stop_reason"] == "max_time"
     assert 0 < record["epochs"] < 1000
     assert steps_with(metrics(cfg), "val/loss")[-1] == record["steps"]  # the final weights
 
 
 def test_val_check_interval_in_batches_and_a_final_validation(make_cfg):
-    cfg = make_cfg("logger=csv", "trainer.max_epochs=1", "trainer.val_check_interval=10")
-    _, _, record = fit(cfg)
-    # every 10 batches, then once more on the final weights (step 31 is not a multiple of 10)
-    assert steps_with(metrics(cfg), "val/loss") == [10, 20, 30, STEPS_PER_EPOCH]
+    cfg = make_cfg("logger=csv", "trainer.max_epochs=1", "trainer.val_check_interval=3")
+    _, record = fit(cfg)
+    # every 3 batches, then once more on the final weights (step 8 is not a multiple of 3)
+    assert steps_with(metrics(cfg), "val/loss") == [3, 6, STEPS_PER_EPOCH]
     assert record["steps"] == STEPS_PER_EPOCH
 
 
 def test_last_epoch_without_validation_is_still_measured(make_cfg):
     cfg = make_cfg("logger=csv", "trainer.max_epochs=3", "trainer.check_val_every_n_epoch=2")
-    _, _, record = fit(cfg)
+    _, record = fit(cfg)
     assert steps_with(metrics(cfg), "val/loss") == [2 * STEPS_PER_EPOCH, 3 * STEPS_PER_EPOCH]
     assert record["steps"] == 3 * STEPS_PER_EPOCH
 
 
 def test_accumulated_batches_are_one_larger_batch(make_cfg):
-    _, _, one = fit(make_cfg("trainer.max_epochs=2", "data.batch_size=128"))
-    _, _, acc = fit(make_cfg("trainer.max_epochs=2", "data.batch_size=64",
-                             "trainer.accumulate_grad_batches=2"))
+    _, one = fit(make_cfg("trainer.max_epochs=2", f"data.batch_size={BATCH}"))
+    _, acc = fit(make_cfg("trainer.max_epochs=2", f"data.batch_size={BATCH // 2}",
+                          "trainer.accumulate_grad_batches=2"))
     assert acc["steps"] == one["steps"] == 2 * STEPS_PER_EPOCH
     assert acc["examples_seen"] == one["examples_seen"]
     assert acc["val_loss"] == pytest.approx(one["val_loss"], rel=1e-4)  # float error only
@@ -87,7 +86,7 @@ def test_accumulated_batches_are_one_larger_batch(make_cfg):
 
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed", "bf16-true"])
 def test_precision_trains_and_is_recorded(make_cfg, precision):
-    _, _, record = fit(make_cfg("trainer.max_epochs=2", f"trainer.precision={precision}"))
+    _, record = fit(make_cfg("trainer.max_epochs=4", f"trainer.precision={precision}"))
     assert record["precision"] == precision and record["status"] == "completed"
     assert 0 < record["val_loss"] < 2.3  # it learned something (chance: ln 10 = 2.30)
     assert record["flops_per_example"] > 0
@@ -100,21 +99,20 @@ def test_gradient_clip_val_clips_every_step(make_cfg):
 
 
 def test_model_checkpoint_every_n_train_steps(make_cfg):
-    cfg = make_cfg("callbacks=model_checkpoint", "trainer.max_steps=40", "trainer.max_epochs=5",
-                   "callbacks.model_checkpoint.every_n_train_steps=10")
+    cfg = make_cfg("callbacks=model_checkpoint", "trainer.max_steps=12", "trainer.max_epochs=5",
+                   "callbacks.model_checkpoint.every_n_train_steps=4")
     fit(cfg)
     saved = sorted((Path(cfg.paths.output_dir) / "checkpoints" / "model").glob("*.ckpt"))
-    assert [p.name for p in saved] == ["step=10.ckpt", "step=20.ckpt", "step=30.ckpt",
-                                       "step=40.ckpt"]
+    assert [p.name for p in saved] == ["step=12.ckpt", "step=4.ckpt", "step=8.ckpt"]
 
 
 def test_lr_monitor_logs_the_schedule(make_cfg):
-    cfg = make_cfg("logger=csv", "callbacks=lr_monitor", "trainer.log_every_n_steps=10",
+    cfg = make_cfg("logger=csv", "callbacks=lr_monitor", "trainer.log_every_n_steps=2",
                    "trainer.max_epochs=2", "module.warmup_frac=0.2")
     fit(cfg)
     rows = [r for r in metrics(cfg) if r.get("lr-AdamW/pg1")]  # pg2: the biases
     lrs = [float(r["lr-AdamW/pg1"]) for r in rows]
-    assert len(lrs) == 2 * STEPS_PER_EPOCH // 10
+    assert len(lrs) == 2 * STEPS_PER_EPOCH // 2
     assert lrs[0] < lrs[1] and lrs[-1] < max(lrs)  # warmup up, then the cosine down
 
 
@@ -122,18 +120,37 @@ def test_early_stopping_stops_and_the_record_says_why(make_cfg):
     # a min_delta no epoch can beat: it stops after patience + 1 validations
     cfg = make_cfg("callbacks=early_stopping", "callbacks.early_stopping.patience=1",
                    "callbacks.early_stopping.min_delta=10", "trainer.max_epochs=20")
-    _, _, record = fit(cfg)
+    _, record = fit(cfg)
     assert record["steps"] == 2 * STEPS_PER_EPOCH
     assert record["stop_reason"].startswith("early_stopping")
     assert "val/loss" in record["stop_reason"] and record["status"] == "completed"
 
 
 def test_train_loss_is_logged_at_every_nth_optimizer_step(make_cfg):
-    cfg = make_cfg("logger=csv", "trainer.max_epochs=2", "trainer.log_every_n_steps=10")
+    cfg = make_cfg("logger=csv", "trainer.max_epochs=2", "trainer.log_every_n_steps=3")
     fit(cfg)
     rows = metrics(cfg)
-    assert steps_with(rows, "train/loss") == list(range(10, 2 * STEPS_PER_EPOCH + 1, 10))
+    assert steps_with(rows, "train/loss") == list(range(3, 2 * STEPS_PER_EPOCH + 1, 3))
     assert steps_with(rows, "val/loss") == [STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH]
     assert all(float(r["train/lr"]) > 0 for r in rows if r["train/loss"])
     examples = [float(r["trainer/examples_seen"]) for r in rows if r["train/loss"]]
-    assert examples == [128.0 * s for s in range(10, 2 * STEPS_PER_EPOCH + 1, 10)]
+    assert examples == [BATCH * s for s in range(3, 2 * STEPS_PER_EPOCH + 1, 3)]
+
+
+def test_a_jobs_checkpoint_loads_with_load_from_checkpoint(make_cfg):
+    """Lightning's own loading, as a user would reload a trained size: the model is an
+    argument (the architecture), everything else comes from the checkpoint."""
+    import hydra
+
+    cfg = make_cfg("trainer.max_epochs=2", "checkpoint.every_minutes=0", "model.width=16")
+    job, _ = fit(cfg)
+    model = hydra.utils.instantiate({k: v for k, v in cfg.model.items() if k != "compile"},
+                                    input_shape=(1, 40), num_classes=10)
+    loaded = Classifier.load_from_checkpoint(
+        Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", model=model)
+    assert loaded.lr == job.module.lr and loaded.hparams.weight_decay == cfg.module.weight_decay
+    x = job.datamodule.x_val[:32]
+    job.module.eval()
+    loaded.eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(x), job.module(x))  # the trained weights, not a fresh init

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 # Keys that say where and how a run is managed or logged, not what it trains.
 RUN_MANAGEMENT_KEYS = (
-    "hydra", "paths", "logger", "force", "checkpoint", "study", "threads",
+    "hydra", "paths", "logger", "force", "checkpoint", "study",
     "curve",  # evaluations between steps: measurement only, training is the same
     "data.data_dir", "data.root", "data.download", "data.eval_batch_size", "data.placement",
     "trainer.default_root_dir", "trainer.enable_progress_bar", "trainer.enable_model_summary",
@@ -73,6 +73,11 @@ def run_name(cfg: DictConfig) -> str:
 def job_name(cfg: DictConfig) -> str:
     """A readable, stable, unique job name, e.g. `mlp-d2-w128-s0-3fa2c1d09b7e`."""
     return f"{run_name(cfg)}-{identity(cfg)}"
+
+
+def job_identity(cfg: DictConfig) -> dict:
+    """The job's identity hash and readable name, as they go into its record."""
+    return {"identity": identity(cfg), "job": job_name(cfg)}
 
 
 def register_resolver() -> None:

@@ -2,7 +2,8 @@
 
 Lightning's own loop runs it: one batch per `training_step`, automatic optimization, the
 scheduler stepped by Lightning (`interval: step`), so every Trainer flag and callback works as a
-Lightning user expects. AdamW with linear warmup then cosine decay, sized to the run's own
+Lightning user expects. Evaluation logs torchmetrics objects, which Lightning computes, syncs
+across DDP ranks and resets. AdamW with linear warmup then cosine decay, sized to the run's own
 number of optimizer steps (a schedule longer than the run inflates the loss of small budgets and
 biases the fitted law).
 """
@@ -14,20 +15,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
 
 from scalinglab import ConfigError, check_number
+from scalinglab.measure import examples_seen
 from scalinglab.models.parametrization import param_groups
 
 EVAL_SPLITS = ("val", "train_eval")  # the order of the datamodule's val loaders
 SPLITS = (*EVAL_SPLITS, "test")  # test: the test loader (data.val_from_train), once at the end
+METRICS = ("loss", "acc")
 
 
 class Classifier(pl.LightningModule):
-    def __init__(self, model: nn.Module, num_classes: int, lr: float = 1e-3,
+    def __init__(self, model: nn.Module, lr: float = 1e-3,
                  weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
                  warmup_frac: float = 0.05, min_lr_ratio: float = 0.0) -> None:
         super().__init__()
+        # The model is an argument, not a hyperparameter: load a checkpoint with
+        # Classifier.load_from_checkpoint(path, model=the_same_architecture).
+        self.save_hyperparameters(ignore=["model"])
         self.lr = check_number("module.lr", lr, low=0, low_open=True)
         self.weight_decay = check_number("module.weight_decay", weight_decay, low=0)
         self.warmup_frac = check_number("module.warmup_frac", warmup_frac, 0, 1, high_open=True)
@@ -35,23 +40,15 @@ class Classifier(pl.LightningModule):
         if isinstance(betas, str) or len(betas) != 2:
             raise ConfigError(f"module.betas must be two numbers, got {betas!r}")
         self.betas = tuple(check_number("module.betas", b, 0, 1, high_open=True) for b in betas)
-        # With model.compile the compiled wrapper runs the steps, but only the eager module is a
-        # submodule: checkpoints keep the same keys with and without compile and resume each other.
-        self.model = getattr(model, "_orig_mod", model)
-        self.__dict__["run_model"] = model
-        self.eval_loss = nn.ModuleDict({split: MeanMetric() for split in SPLITS})
-        self.eval_acc = nn.ModuleDict({split: MulticlassAccuracy(num_classes, average="micro")
-                                       for split in SPLITS})
+        self.model = model
+        # Means over the examples of an evaluation, weighted by batch size: exact under DDP's
+        # unequal shards too. A NaN stays a NaN: a diverged run must read as one.
+        self.metrics = nn.ModuleDict({split: nn.ModuleDict({
+            m: MeanMetric(nan_strategy="disable") for m in METRICS})
+                                      for split in SPLITS})
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.run_model(x)
-
-    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
-        # Our batches already live on the device (data/tensors.py); Lightning's generic
-        # collection walk costs ~0.3 ms a batch, more than a tiny model's step.
-        if all(t.device == device for t in batch):
-            return batch
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+        return self.model(x)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
@@ -61,50 +58,39 @@ class Classifier(pl.LightningModule):
         step = self.global_step + 1  # the optimizer step this batch completes
         every = self.trainer.log_every_n_steps
         if every and step % every == 0:
-            batch_size = self.trainer.datamodule.batch_size
             self.log_dict({"train/loss": loss.detach(),
                            "train/lr": self.trainer.optimizers[0].param_groups[0]["lr"],
-                           "trainer/examples_seen": float(step * batch_size *
-                                                          self.trainer.accumulate_grad_batches),
+                           "trainer/examples_seen": float(examples_seen(self.trainer, step)),
                            "trainer/step": float(step)}, on_step=True, on_epoch=False)
         return loss
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int,
-                        dataloader_idx: int = 0) -> None:
-        self.evaluate(batch, EVAL_SPLITS[dataloader_idx])
-
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self.evaluate(batch, "test")
-
-    def evaluate(self, batch: tuple[Tensor, Tensor], split: str) -> None:
+    def evaluate(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
+        """The batch's mean loss and accuracy (also what the learning curve evaluates)."""
         x, y = batch
         logits = self(x)
-        self.eval_loss[split].update(F.cross_entropy(logits.float(), y), weight=len(y))
-        self.eval_acc[split].update(logits, y)
+        return {"loss": F.cross_entropy(logits.float(), y),
+                "acc": (logits.argmax(-1) == y).float().mean()}
 
-    def eval_results(self, splits: tuple[str, ...] = EVAL_SPLITS) -> dict[str, Tensor]:
-        """The evaluation so far ("val/loss", "val/acc", "train_eval/loss", ...), reduced
-        across DDP ranks by torchmetrics; the metrics are reset for the next evaluation."""
-        results = {}
-        for split in splits:
-            loss, acc = self.eval_loss[split], self.eval_acc[split]
-            results[f"{split}/loss"], results[f"{split}/acc"] = loss.compute(), acc.compute()
-            loss.reset()
-            acc.reset()
-        return results
+    def _log_evaluation(self, batch: tuple[Tensor, Tensor], split: str) -> None:
+        for name, value in self.evaluate(batch).items():
+            metric = self.metrics[split][name]
+            metric.update(value, weight=len(batch[1]))
+            self.log(f"{split}/{name}", metric, on_step=False, on_epoch=True,
+                     add_dataloader_idx=False)
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int,
+                        dataloader_idx: int = 0) -> None:
+        self._log_evaluation(batch, EVAL_SPLITS[dataloader_idx])
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._log_evaluation(batch, "test")
 
     def on_validation_epoch_end(self) -> None:
-        # The metrics reduce across DDP ranks themselves (torchmetrics), so sync_dist is off.
-        self.log_dict(self.eval_results(), sync_dist=False)
         # W&B plots every metric against examples seen. The optimizer step is `trainer/step`:
         # a metric named "step" would override Lightning's own (ModelCheckpoint's "{step}").
-        examples = self.global_step * self.trainer.datamodule.batch_size
-        self.log_dict({"trainer/examples_seen": float(examples *
-                                                      self.trainer.accumulate_grad_batches),
-                       "trainer/step": float(self.global_step)})
-
-    def on_test_epoch_end(self) -> None:
-        self.log_dict(self.eval_results(("test",)), sync_dist=False)
+        # The same on every rank; sync_dist only keeps Lightning's epoch-level logging exact.
+        self.log_dict({"trainer/examples_seen": float(examples_seen(self.trainer)),
+                       "trainer/step": float(self.global_step)}, sync_dist=True)
 
     # The RNG state travels with checkpoints so that a resumed run draws the same dropout masks
     # as an uninterrupted one (Lightning does not save it).

@@ -107,12 +107,15 @@ def test_eval_batches_cover_everything_once():
     assert torch.equal(got, x)
 
 
-def test_placement_is_checked_and_auto_keeps_cpu_data_in_place(data_dir):
+def test_placement_is_checked_and_auto_keeps_data_under_half_the_free_memory(data_dir):
+    from scalinglab.data.tensors import fits, free_bytes
+
     with pytest.raises(ConfigError, match="data.placement must be one of"):
         MNIST1D(data_dir=str(data_dir), placement="gpu")
-    from scalinglab.data.tensors import fits_on
-
-    assert fits_on(torch.device("cpu"), torch.zeros(10**6))
+    assert fits(10**9, None) and free_bytes(torch.device("cpu")) is None  # the CPU: in place
+    assert fits(4 * 2**30, 10 * 2**30)        # 4 GiB of data, 10 GiB free: on the GPU
+    assert not fits(6 * 2**30, 10 * 2**30)    # over half: it stays in host memory
+    assert not fits(5 * 2**30, 10 * 2**30)    # exactly half is not under half
 
 
 def test_host_placement_streams_the_same_batches_to_the_device():

@@ -4,6 +4,7 @@ downloads. These need the `vision` extra; CI runs them in a separate step with t
 torchvision pair that works here. The on-device augmentation needs only torch."""
 
 import json
+import logging
 import pickle
 import struct
 import sys
@@ -12,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from scalinglab import ConfigError
+from scalinglab import ConfigError, exits
 from scalinglab.data.vision import SPECS, random_crop, random_flip
-from tests.helpers import run_cli
+from tests.helpers import run, run_cli
 
 RNG = np.random.default_rng(0)
 
@@ -146,13 +147,13 @@ def test_trains_on_mnist_files_from_the_cli(torchvision, tmp_path, cli_env):
     assert record["flops_per_example"] > 0 and record["steps"] == 256 // 128
 
 
-def test_without_torchvision_the_error_names_the_extra(tmp_path, cli_env):
+def test_without_torchvision_the_error_names_the_extra(make_cfg, caplog):
     if "torchvision" in sys.modules or _importable("torchvision"):
         pytest.skip("torchvision is installed here")
-    result = run_cli(["scalinglab-train", "data=cifar10", f"hydra.run.dir={tmp_path / 'run'}"],
-                     cli_env, tmp_path)
-    assert result.returncode == 2
-    errors = [line for line in (result.stdout + result.stderr).splitlines() if "error" in line]
+    with caplog.at_level(logging.INFO, logger="scalinglab"), pytest.raises(SystemExit) as stop:
+        run(make_cfg("data=cifar10"))
+    assert stop.value.code == exits.CONFIG
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(errors) == 1 and "pip install -e '.[vision]'" in errors[0]
 
 

@@ -16,6 +16,7 @@ def replicate(seed: int, sizes: int = 10, seeds_per_size: int = 2, noise: float 
     return pd.DataFrame({"params": x, "val_loss": y, "seed": np.tile(range(seeds_per_size), sizes)})
 
 
+@pytest.mark.slow  # 40 replicates x 150 refits: ~35 s
 def test_intervals_cover_the_true_exponent():
     # 40 replicates with known truth: the 95% percentile interval of alpha must contain 0.4
     # in at least 85% of them (percentile bootstrap under-covers a little on few points).

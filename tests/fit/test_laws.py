@@ -122,3 +122,9 @@ def test_chinchilla_allocation_is_optimal_and_matches_closed_form():
     # the target compute, allocated optimally, reaches the target loss
     c = f.derived["target_x"]
     assert allocation(f.params, c, 6.0)["loss"] == pytest.approx(2.2, rel=1e-8)
+
+
+def test_every_law_has_consistent_parameter_names():
+    for law in LAWS.values():
+        theta = np.linspace(0.1, 0.5, law.n_params)
+        assert np.allclose(law.theta(law.report(theta)), theta)

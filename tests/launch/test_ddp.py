@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalinglab.train.curve import log_steps
+from scalinglab.callbacks.curve import log_steps
 from tests.helpers import run_cli
 
 TINY = ["trainer.max_epochs=2", "data.train_size=1024"]

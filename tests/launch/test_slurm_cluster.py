@@ -18,9 +18,11 @@ from tests.helpers import ROOT, run_cli
 
 pytestmark = pytest.mark.slow
 SCRIPTS = ROOT / "scripts" / "slurm"
-# Long enough (about 20 s of training) to be signalled mid-run.
-LONG = ["model=cnn", "model.width=16", "model.dropout=0.1", "trainer.max_epochs=150",
-        "trainer.enable_progress_bar=false", "checkpoint.every_n_epochs=1"]
+# Long enough (about 8 s of training) to be signalled mid-run.
+LONG_EPOCHS, LONG_STEPS_PER_EPOCH = 100, 2048 // 128
+LONG = ["model=cnn", "model.width=16", "model.dropout=0.1", f"trainer.max_epochs={LONG_EPOCHS}",
+        "data.train_size=2048", "trainer.enable_progress_bar=false",
+        "checkpoint.every_n_epochs=1"]
 
 
 def cluster_up() -> bool:
@@ -176,7 +178,7 @@ def test_preempted_ddp_job_resumes_on_both_ranks(sweep, tmp_path, cli_env):
     assert proc.returncode == 0, out[-3000:]
     (run,) = records(sweep)
     assert run["status"] == "completed" and run["world_size"] == 2
-    assert run["steps"] == 150 * (4000 // 128)  # every step, none repeated or skipped
+    assert run["steps"] == LONG_EPOCHS * LONG_STEPS_PER_EPOCH  # none repeated or skipped
     log = (sweep / run["job"] / "train.log").read_text()
     # both ranks stopped at the same step boundary, and both resumed from the checkpoint
     assert log.count("preempted by SIGUSR2: checkpoint saved") == 2  # each rank's own line
@@ -195,7 +197,7 @@ def test_job_out_of_requeues_is_recorded_failed(sweep, tmp_path, cli_env):
     assert proc.returncode == 1, out[-3000:]  # the sweep's "no job completed"
     (run,) = records(sweep)
     assert run["status"] == "failed" and "timed-out too many times" in run["reason"]
-    assert 0 < run["steps"] < 150 * 4000 // 128  # stopped part-way
+    assert 0 < run["steps"] < LONG_EPOCHS * LONG_STEPS_PER_EPOCH  # stopped part-way
     assert list((sweep / run["job"] / "checkpoints").glob("interrupted.ckpt"))
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from scalinglab.launch.summary import EXIT_PARTIAL, exit_code
+from scalinglab.exits import PARTIAL as EXIT_PARTIAL
+from scalinglab.launch.summary import exit_code
 from tests.helpers import run_cli
 
 TINY = ["trainer.max_epochs=1", "data.train_size=512", "trainer.enable_progress_bar=false"]

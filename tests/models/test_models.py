@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from scalinglab import ConfigError
+from scalinglab.measure import forward_flops_per_example
 from scalinglab.models import build_model, count_params, solve_width
 from scalinglab.models.cnn import cnn_params
-from scalinglab.train.measure import forward_flops_per_example
 from tests.helpers import run_cli
 
 MNIST1D = (1, 40)
@@ -69,7 +69,7 @@ def test_target_params_solves_closest_width(family, depth, target):
 def test_flops_grow_with_width_and_depth():
     def flops(family, depth, width):
         model = build_model(family, depth, MNIST1D, 10, width=width)
-        return forward_flops_per_example(model, torch.randn(1, *MNIST1D))
+        return forward_flops_per_example(model, MNIST1D)
 
     for family in ("mlp", "cnn"):
         assert flops(family, 2, 16) < flops(family, 2, 32) < flops(family, 2, 64)
@@ -79,14 +79,14 @@ def test_flops_grow_with_width_and_depth():
 def test_mlp_flops_are_two_per_weight():
     model = build_model("mlp", 3, MNIST1D, 10, width=50)
     weights = sum(p.numel() for p in model.parameters() if p.ndim == 2)
-    assert forward_flops_per_example(model, torch.randn(1, *MNIST1D)) == 2 * weights
+    assert forward_flops_per_example(model, MNIST1D) == 2 * weights
 
 
 def test_cnn_flops_exceed_two_per_param():
     # a conv reuses each weight at every position, so 6ND-style 2N undercounts
     for shape in (MNIST1D, IMAGE):
         model = build_model("cnn", 3, shape, 10, width=32)
-        fpe = forward_flops_per_example(model, torch.randn(1, *shape))
+        fpe = forward_flops_per_example(model, shape)
         assert fpe > 2 * count_params(model)
 
 
@@ -132,23 +132,21 @@ def cnn_2d_flops(shape: tuple[int, int, int], depth: int, width: int, classes: i
 @pytest.mark.parametrize("depth,width", [(1, 8), (3, 16), (5, 32)])
 def test_cnn_2d_flops_exact(shape, depth, width):
     model = build_model("cnn", depth, shape, 10, width=width, pool="avg")
-    assert forward_flops_per_example(model, torch.randn(1, *shape)) == \
+    assert forward_flops_per_example(model, shape) == \
         cnn_2d_flops(shape, depth, width)
 
 
-def test_compile_runs_compiled_but_saves_and_counts_the_eager_module():
-    from scalinglab.module import Classifier
+def test_compile_compiles_in_place_and_keeps_the_checkpoint_keys_and_flops(make_cfg):
+    from scalinglab.train.job import build
 
-    eager = Classifier(build_model("cnn", 2, MNIST1D, 10, width=8), 10)
-    compiled = Classifier(build_model("cnn", 2, MNIST1D, 10, width=8, compile=True), 10)
-    assert type(compiled.run_model).__name__ == "OptimizedModule"
-    assert compiled.model is compiled.run_model._orig_mod
+    eager = build(make_cfg("model=cnn", "model.width=8"))
+    compiled = build(make_cfg("model=cnn", "model.width=8", "model.compile=true"))
+    model = compiled.module.model
+    assert type(model) is type(eager.module.model)  # the same module, compiled in place
+    assert model._compiled_call_impl is not None and eager.module.model._compiled_call_impl is None
     # the same checkpoint keys, so compiled and eager runs resume each other
-    assert list(compiled.state_dict()) == list(eager.state_dict())
-    assert count_params(compiled.model) == count_params(eager.model)
-    example = torch.randn(1, *MNIST1D)
-    assert forward_flops_per_example(compiled.run_model, example) == \
-        forward_flops_per_example(eager.model, example)
+    assert list(compiled.module.state_dict()) == list(eager.module.state_dict())
+    assert compiled.recorder.flops_per_example == eager.recorder.flops_per_example > 0
 
 
 def test_compile_and_placement_do_not_change_a_jobs_identity(make_cfg):

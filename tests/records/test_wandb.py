@@ -1,12 +1,13 @@
-"""W&B: real offline runs from real multiruns; the cloud API is replaced by a stand-in."""
+"""W&B: real offline runs from real multiruns, read back; the cloud API is replaced by a
+stand-in."""
 
 import json
 from types import SimpleNamespace
 
 import pytest
 
-from scalinglab import records
 from scalinglab.records import wandb as tracking
+from scalinglab.records.tables import collect
 from tests.helpers import run_cli
 
 TINY = ["trainer.max_epochs=2", "data.train_size=512", "trainer.enable_progress_bar=false"]
@@ -31,12 +32,6 @@ def test_no_key_means_offline_without_prompt(monkeypatch, tmp_path):
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     assert tracking.resolve_mode(None) == "online"
     assert tracking.resolve_mode("disabled") == "disabled"
-
-
-def test_run_id_is_kept_in_the_job_dir(tmp_path):
-    first = tracking.run_id(tmp_path)
-    assert tracking.run_id(tmp_path) == first
-    assert (tmp_path / tracking.ID_FILE).read_text() == first
 
 
 def test_api_export_keeps_finished_runs_with_record_columns():
@@ -79,7 +74,7 @@ def test_multirun_logs_one_offline_run_per_job_and_reads_back(tmp_path, wandb_en
         assert len(offline_runs(job)) == 1  # exactly one run per job, in its own directory
     rows, skipped = tracking.read_offline(sweep)
     assert skipped == {} and len(rows) == 3
-    local = {r["job"]: r for r in records.collect(sweep).to_dict("records")}
+    local = {r["job"]: r for r in collect(sweep).to_dict("records")}
     for row in rows:
         rec = local[row["job"]]
         assert row["params"] == rec["params"] and row["val_loss"] == pytest.approx(rec["val_loss"])

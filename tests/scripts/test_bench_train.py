@@ -7,6 +7,7 @@ import pytest
 from tests.helpers import ROOT
 
 
+@pytest.mark.slow  # a benchmark: two training paths, ~8 s
 def test_bench_train_runs_and_emits_json(cli_env, tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_train.py"), "--cases",
                           "tiny", "--epochs", "2", "--repeats", "1", "--json",

@@ -4,15 +4,15 @@ model's measured FLOPs, and the LR schedule spans exactly that budget."""
 import pytest
 
 from scalinglab import ConfigError
-from tests.helpers import fit
+from tests.helpers import BATCH, STEPS_PER_EPOCH, fit
 
 
 @pytest.mark.parametrize("family", ["mlp", "cnn"])
 def test_a_flop_budget_lands_within_half_a_step(make_cfg, family):
-    budget = 2e9
-    _, trainer, record = fit(make_cfg(f"model={family}", "model.width=16",
-                                      f"budget.flops={budget:g}"))
-    step_flops = 3 * record["flops_per_example"] * 128  # one optimizer step's
+    budget = 1e8
+    job, record = fit(make_cfg(f"model={family}", "model.width=16", f"budget.flops={budget:g}"))
+    trainer = job.trainer
+    step_flops = 3 * record["flops_per_example"] * BATCH  # one optimizer step's
     assert abs(record["train_flops"] - budget) <= step_flops / 2
     assert record["budget_flops"] == budget and record["stop_reason"] == "max_steps"
     # the schedule spans exactly the budget's steps, whatever max_epochs says
@@ -22,9 +22,9 @@ def test_a_flop_budget_lands_within_half_a_step(make_cfg, family):
 
 
 def test_an_example_budget_ends_mid_epoch(make_cfg):
-    _, _, record = fit(make_cfg("budget.examples=6000", "trainer.max_epochs=1"))
-    assert abs(record["examples_seen"] - 6000) <= 128 / 2
-    assert record["epochs"] == pytest.approx(record["steps"] / (4000 // 128))
+    _, record = fit(make_cfg("budget.examples=2000", "trainer.max_epochs=1"))
+    assert abs(record["examples_seen"] - 2000) <= BATCH / 2
+    assert record["epochs"] == pytest.approx(record["steps"] / STEPS_PER_EPOCH)
     assert record["epochs"] > 1  # the budget, not max_epochs, set the length
 
 

@@ -7,10 +7,8 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from scalinglab.train.recipe import latest_checkpoint
-from tests.helpers import curve, fit, run
-
-STEPS_PER_EPOCH = 4000 // 128
+from scalinglab.callbacks.curve import log_steps
+from tests.helpers import STEPS_PER_EPOCH, curve, fit, run
 
 
 def saved_step(out: str) -> int:
@@ -44,7 +42,7 @@ def test_time_based_saves_hold_the_final_step(make_cfg):
 def test_no_save_before_the_interval(make_cfg):
     cfg = make_cfg("trainer.max_epochs=2")  # every 10 minutes by default
     run(cfg)
-    assert latest_checkpoint(cfg.paths.output_dir) is None
+    assert not list((Path(cfg.paths.output_dir) / "checkpoints").glob("*.ckpt"))
 
 
 def test_every_n_epochs_saves_at_epoch_ends_and_a_rerun_resumes(make_cfg, caplog):
@@ -54,7 +52,7 @@ def test_every_n_epochs_saves_at_epoch_ends_and_a_rerun_resumes(make_cfg, caplog
     longer = make_cfg("trainer.max_epochs=4", "checkpoint.every_n_epochs=2")
     with caplog.at_level("INFO", logger="scalinglab"):
         record = run(longer)
-    assert "resuming from" in caplog.text and "last.ckpt" in caplog.text
+    assert "resuming from" in caplog.text and "last.ckpt at step 16" in caplog.text
     assert record["steps"] == 4 * STEPS_PER_EPOCH and record["status"] == "completed"
     assert saved_step(cfg.paths.output_dir) == 4 * STEPS_PER_EPOCH
 
@@ -66,19 +64,20 @@ def test_a_killed_job_resumes_exactly_from_its_last_save(make_cfg, tmp_path, kil
     args = ["trainer.max_epochs=3", "model.dropout=0.1", "checkpoint.every_minutes=0"]
     uninterrupted = make_cfg(*args)
     uninterrupted.paths.output_dir = str(tmp_path / "full")
-    _, full_trainer, full = fit(uninterrupted)
-    full_curve = curve(full_trainer, full)
+    full_job, full = fit(uninterrupted)
+    full_curve = curve(full_job, full)
     cfg = make_cfg(*args)
     with pytest.raises(Killed):
         fit(cfg, KillAt(kill_at))
     (Path(cfg.paths.output_dir) / "checkpoints" / "interrupted.ckpt").unlink()  # as if SIGKILLed
     assert saved_step(cfg.paths.output_dir) == kill_at
-    _, resumed_trainer, resumed = fit(cfg)
+    resumed_job, resumed = fit(cfg)
     assert resumed["steps"] == full["steps"] == 3 * STEPS_PER_EPOCH
     assert resumed["epochs"] == full["epochs"] == 3
     for key in ("val_loss", "train_loss", "best_val_loss", "val_acc"):
         assert resumed[key] == full[key], key
     # The learning curve travels in the checkpoint: its points before the kill come back.
     curves = [[{k: v for k, v in row.items() if k != "time_s"} for row in rows] for rows in
-              (full_curve, curve(resumed_trainer, resumed))]
-    assert curves[0] == curves[1] and len(curves[0]) == 9
+              (full_curve, curve(resumed_job, resumed))]
+    assert curves[0] == curves[1]
+    assert len(curves[0]) == len(log_steps(3 * STEPS_PER_EPOCH, 8)) + 1  # and the end

@@ -12,6 +12,7 @@ import pytest
 from tests.helpers import run_cli
 
 ARGS = ["model=cnn", "model.width=16", "model.dropout=0.1", "trainer.max_epochs=12",
+        "data.train_size=2048",
         "trainer.enable_progress_bar=false", "checkpoint.every_n_epochs=1"]
 
 
@@ -39,7 +40,7 @@ def test_sigterm_checkpoints_and_a_rerun_resumes_exactly(tmp_path, cli_env):
     assert kill_after_first_checkpoint(ARGS, run_dir, cli_env) == 143
     interrupted = json.loads((run_dir / "run.json").read_text())
     assert interrupted["status"] == "failed" and "interrupted" in interrupted["reason"]
-    assert 0 < interrupted["steps"] < 12 * 4000 // 128
+    assert 0 < interrupted["steps"] < 12 * 2048 // 128
 
     resumed = run_cli(["scalinglab-train", *ARGS, f"hydra.run.dir={run_dir}"], cli_env, tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]

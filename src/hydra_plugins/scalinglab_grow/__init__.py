@@ -2,8 +2,9 @@
 
 A Hydra sweeper, so the rounds run on whichever launcher is configured (the default,
 local_parallel, SLURM). This class launches the rounds and reads their records; what each round
-decides is scalinglab/launch/grow.py's. Hydra takes sweepers only from the hydra_plugins
-namespace, hence this package.
+decides is scalinglab/grow.py's. Hydra takes sweepers only from the hydra_plugins namespace,
+hence this package. Hydra imports every plugin module of the environment at start-up, whatever
+the app, so this one imports scalinglab (and pandas, scipy) only once a grow sweep starts.
 """
 
 import logging
@@ -15,15 +16,8 @@ from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf
 
-from scalinglab import ConfigError, records
-from scalinglab.identity import identity, register_resolver
-from scalinglab.launch.grow import GROW_NAME, Round, Settings, decide, round_line, summary
-from scalinglab.launch.summary import grid_jobs
-from scalinglab.train.run import completed_before
-
 log = logging.getLogger("scalinglab")
 SIZE_KEY = "model.target_params"
-register_resolver()  # the job directories' ${job_name:}
 
 
 class GrowSweeper(Sweeper):
@@ -37,12 +31,18 @@ class GrowSweeper(Sweeper):
         self.config = self.launcher = self.hydra_context = None
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
+        from scalinglab.identity import register_resolver
+
+        register_resolver()  # the job directories' ${job_name:}
         self.hydra_context, self.config = hydra_context, config
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config)
 
     def _base_jobs(self, arguments: list[str]) -> list[list[str]]:
         """Every other override's grid (seeds, data, ...): each size runs once per entry."""
+        from scalinglab import ConfigError
+        from scalinglab.launch.summary import grid_jobs
+
         overrides = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
         keys = [o.get_key_element() for o in OverridesParser.create().parse_overrides(overrides)]
         if SIZE_KEY in keys:
@@ -51,13 +51,17 @@ class GrowSweeper(Sweeper):
         return grid_jobs(overrides)
 
     def sweep(self, arguments: list[str]) -> list:
+        from scalinglab import ConfigError, exits
+        from scalinglab.files import write_json
+        from scalinglab.grow import GROW_NAME, Round, Settings, decide, round_line, summary
+
         try:
             settings = Settings.from_config(**OmegaConf.to_container(
                 OmegaConf.create(self.settings), resolve=True))
             base = self._base_jobs(arguments)
         except ConfigError as error:
             log.error("config error: %s", error)
-            sys.exit(2)
+            sys.exit(exits.CONFIG)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
@@ -88,7 +92,7 @@ class GrowSweeper(Sweeper):
             rounds.append(rnd)
             log.info(round_line(rnd, settings.target))
             doc = summary(rounds, history, settings)
-            records.write_json(sweep_dir / GROW_NAME, doc)
+            write_json(sweep_dir / GROW_NAME, doc)
             if rnd.decision != "grow":
                 break
             sizes = rnd.next_sizes
@@ -101,18 +105,23 @@ class GrowSweeper(Sweeper):
         return returns
 
     def _completed(self, overrides: list[str]) -> dict | None:
-        """The job's record when it already completed with this identity (train/run.py's own
-        test, so the job would be skipped), else None."""
+        """The job's record when it already completed with this identity (the test
+        train/run.py skips a job by), else None."""
+        from scalinglab.identity import identity
+        from scalinglab.records.io import completed_record
+
         cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
         out = Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir)
-        record = completed_before(cfg, str(out), {"identity": identity(cfg)})
+        record = None if cfg.force else completed_record(out, identity(cfg))
         return None if record is None else {**record, "path": str(out)}
 
 
 def _record(result) -> dict:
     """A launched job's run record, read from its directory (every launcher leaves one)."""
+    from scalinglab.records.io import RECORD_NAME, read_record
+
     out = Path(result.hydra_cfg.hydra.runtime.output_dir)
-    path = out / records.RECORD_NAME
+    path = out / RECORD_NAME
     if not path.exists():
         return {"status": "failed", "reason": "the job left no run.json", "path": str(out)}
-    return {**records.read_record(path), "path": str(out)}
+    return {**read_record(path), "path": str(out)}

@@ -1,7 +1,8 @@
 """hydra/launcher=slurm: hydra-submitit-launcher's SLURM launcher, with a refused submission
 reported as one config error line (exit 2). Hydra takes launchers only from the hydra_plugins
 namespace, hence this package; the job-shape check before submission is in
-scalinglab/launch/slurm.py."""
+scalinglab/launch/slurm.py. Hydra imports every plugin module at start-up, so scalinglab
+itself is imported only once a submission is refused."""
 
 import contextlib
 import io
@@ -34,6 +35,8 @@ class ScalinglabSlurmLauncher(_SubmititSlurm):
     def launch(self, job_overrides, initial_job_idx):
         from submitit.core.utils import FailedJobError
 
+        from scalinglab import exits
+
         try:
             with contextlib.redirect_stderr(_WithoutSbatchErrors(sys.stderr)):
                 return super().launch(job_overrides, initial_job_idx)
@@ -49,4 +52,4 @@ class ScalinglabSlurmLauncher(_SubmititSlurm):
                 message.split("error:")[-1].strip(), p.get("cpus_per_task"),
                 p.get("tasks_per_node"), p.get("nodes"), p.get("mem_gb"),
                 p.get("gpus_per_node"), p.get("partition"))
-            sys.exit(2)
+            sys.exit(exits.CONFIG)

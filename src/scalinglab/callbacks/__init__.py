@@ -1,6 +1,3 @@
-"""Lightning callbacks that run management adds to every job."""
-
-from scalinglab.callbacks.preemption import Preemption
-from scalinglab.callbacks.wandb_summary import WandbSummary
-
-__all__ = ["Preemption", "WandbSummary"]
+"""The Lightning callbacks every job gets (train/job.py): the run recorder, the learning curve,
+preemption under SLURM, the W&B run's layout. Each stands alone: what they share goes through
+the trainer (its Timer, its step) or the run record."""

@@ -4,21 +4,21 @@ Exactly one component owns requeueing: submitit. It runs each job of a `hydra/la
 sweep, asks SLURM for its signal (SIGUSR2) `signal_delay_s` before the time limit, and on that
 signal requeues the job with the same pickled task, so the requeued job lands in the same
 output directory. Lightning's own SLURM requeue is switched off (`SLURMEnvironment(
-auto_requeue=False)` in train.py), or both would requeue.
+auto_requeue=False)` in train/job.py), or both would requeue.
 
 submitit's handler would requeue and exit wherever the signal lands, mid-step included, before
 any checkpoint exists. So this callback takes the signal over during training, only notes it,
 and at the next step boundary (agreed by all ranks) raises `Preempted`: Lightning saves
-`interrupted.ckpt` on the way out (OnExceptionCheckpoint), and train/run.py then hands over to
-submitit's handler, which requeues. The requeued job resumes from that checkpoint exactly.
+`interrupted.ckpt` on the way out (OnExceptionCheckpoint), and train/run.py then records the
+job as preempted and hands over to submitit's handler, which requeues. The requeued job resumes
+from that checkpoint exactly.
 """
 
 import os
 import signal
+import sys
 
 import lightning.pytorch as pl
-
-from scalinglab.launch.slurm import Preempted
 
 # Under DDP the ranks agree on "signalled?" with an all-reduce; every few steps keeps its cost
 # negligible, and SLURM's warning comes minutes ahead.
@@ -31,7 +31,21 @@ def submitit_signal() -> int | None:
         return None
     from submitit.slurm.slurm import SlurmJobEnvironment
 
-    return SlurmJobEnvironment._usr_sig()
+    return signal.Signals[f"SIG{SlurmJobEnvironment.USR_SIG}"]
+
+
+class Preempted(SystemExit):
+    """Raised at a step boundary after SLURM's requeue signal."""
+
+    def __init__(self, signum: int, handler) -> None:
+        super().__init__(f"preempted by {signal.Signals(signum).name}")
+        self.signum, self.handler = signum, handler
+
+    def requeue(self) -> None:
+        """Run submitit's handler: rank 0 requeues the job and exits; other ranks just exit.
+        Raises submitit's UncompletedJobError when the job may not be requeued again."""
+        self.handler(self.signum, None)
+        sys.exit(-1)  # what submitit's rank 0 exits with
 
 
 class Preemption(pl.Callback):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scalinglab.records import atomic_write
+from scalinglab.files import atomic_write
 
 
 def cached_arrays(

@@ -53,6 +53,7 @@ class GroupFit:
 class FitReport:
     fits: list[GroupFit]
     data: pd.DataFrame  # the rows used, with `_group` and `_holdout` columns, for plotting
+    ci: float = 0.95    # the level of the bootstrap intervals (and of the plotted bands)
 
     def to_dict(self) -> dict:
         return {"fits": [f.to_dict() for f in self.fits]}
@@ -64,6 +65,20 @@ def _as_list(value: str | Sequence[str] | None) -> list[str]:
     if isinstance(value, str):
         return [c.strip() for c in value.split(",") if c.strip()]
     return list(value)
+
+
+DATA_AXES = ("train_size", "examples_seen")  # columns that measure a run's data
+
+
+def default_groups(table: pd.DataFrame, x: str | Sequence[str]) -> list[str]:
+    """What scalinglab-fit and the report fit separately unless told: each model family, and
+    each training-set size when the runs have several and no x column is a data axis (a law in
+    N alone, fitted across several D, would mix two axes)."""
+    groups = ["family"] if "family" in table.columns else []
+    if ("train_size" in table.columns and table["train_size"].nunique() > 1
+            and not set(_as_list(x)) & set(DATA_AXES)):
+        groups.append("train_size")
+    return groups
 
 
 def prepare(table: pd.DataFrame, x: list[str], y: str, group_by: list[str]) -> pd.DataFrame:
@@ -260,4 +275,4 @@ def fit(
                 reached = [s.get("target_x") is not None for s in result.samples]
                 result.derived["target_reachable_frac"] = float(np.mean(reached))
         fits.append(result)
-    return FitReport(fits, data)
+    return FitReport(fits, data, ci)

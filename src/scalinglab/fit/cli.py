@@ -12,9 +12,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from scalinglab.fit import FitError, FitReport, fit
+from scalinglab import exits
+from scalinglab.files import write_json
+from scalinglab.fit import FitError, FitReport, default_groups, fit
 from scalinglab.fit.laws import LAWS
-from scalinglab.records import SourceError, collect_curves, load_table, write_json
+from scalinglab.records.tables import SourceError, collect_curves, load_table
 
 
 def _floats(text: str) -> list[float]:
@@ -29,7 +31,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--y", default="val_loss", help="y column (default: val_loss)")
     p.add_argument("--law", default="power_offset", choices=[*sorted(LAWS), "auto"])
     p.add_argument("--group-by", default=None,
-                   help="columns to fit separately (default: family, when present; '' for none)")
+                   help="columns to fit separately (default: family when present, and "
+                   "train_size when it varies and --x has no data column; '' for none)")
     p.add_argument("--holdout-largest", type=int, default=0, metavar="K",
                    help="hold out the K largest values of the first x column per group")
     p.add_argument("--holdout", default=None, metavar="EXPR",
@@ -175,10 +178,8 @@ def print_tuned(doc: dict, y: str, size: str, console: Console) -> None:
 
 
 def run(args: argparse.Namespace, table) -> tuple[FitReport, dict | None]:
-    group_by = args.group_by
-    if group_by is None and "family" in table.columns:
-        group_by = "family"
-    groups = [c.strip() for c in (group_by or "").split(",") if c.strip()]
+    groups = (default_groups(table, args.x) if args.group_by is None else
+              [c.strip() for c in args.group_by.split(",") if c.strip()])
     tuned = None
     if args.best_over:
         table, groups, tuned = tune(args, table, groups)
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
                                            else (None, None, None))
     except (FitError, SourceError) as e:
         print(f"scalinglab-fit: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(exits.CONFIG)
     doc = report.to_dict()
     if tuned is not None:
         doc["best_over"] = tuned

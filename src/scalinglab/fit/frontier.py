@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from scalinglab.fit.power import power_fit
+
 
 @dataclass
 class Frontier:
@@ -37,10 +39,10 @@ class Frontier:
         return asdict(self)
 
 
-def _slope(logc: np.ndarray, logn: np.ndarray) -> float | None:
-    if len(np.unique(logc)) < 2:
-        return None
-    return float(np.polyfit(logc, logn, 1)[0])
+def _slope(c, n) -> float | None:
+    """k in n ~ c^k, through two points or more."""
+    line = power_fit(c, n, min_points=2)
+    return None if line is None else line.k
 
 
 def _envelope(rows: pd.DataFrame, compute: str, y: str) -> pd.DataFrame:
@@ -68,16 +70,15 @@ def curve_envelope(curves: pd.DataFrame, compute: str = "train_flops", size: str
     if points.empty:
         return None
     env = _envelope(points, compute, y)
-    logc = np.log(env[compute].to_numpy(float))
+    c = env[compute].to_numpy(float)
     before_end = int((env["progress"] < 1 - 1e-9).sum()) if "progress" in env else None
     return {
         "envelope": [{"C": float(r[compute]), "N": float(r[size]), "loss": float(r[y]),
                       **({"D": float(r[examples])} if examples in env else {}),
                       **({"progress": float(r["progress"])} if "progress" in env else {})}
                      for _, r in env.iterrows()],
-        "a": _slope(logc, np.log(env[size].to_numpy(float))) if len(env) >= 2 else None,
-        "b": (_slope(logc, np.log(env[examples].to_numpy(float)))
-              if examples in env and len(env) >= 2 else None),
+        "a": _slope(c, env[size].to_numpy(float)),
+        "b": _slope(c, env[examples].to_numpy(float)) if examples in env else None,
         "n_points": len(points),
         "n_runs": int(points["job"].nunique()) if "job" in points else None,
         "n_before_end": before_end,
@@ -118,9 +119,9 @@ def _exponents(profiles: list[dict]) -> tuple[float | None, float | None]:
     inside = [p for p in profiles if not p["at_edge"]]
     if len(inside) < 2:
         return None, None
-    logc = np.log([p["C"] for p in inside])
-    a = _slope(logc, np.log([p["N_opt"] for p in inside]))
-    b = _slope(logc, np.log([p["D_opt"] for p in inside])) if "D_opt" in inside[0] else None
+    c = [p["C"] for p in inside]
+    a = _slope(c, [p["N_opt"] for p in inside])
+    b = _slope(c, [p["D_opt"] for p in inside]) if "D_opt" in inside[0] else None
     return a, b
 
 
@@ -136,8 +137,7 @@ def compute_frontier(table: pd.DataFrame, compute: str = "train_flops", size: st
     env = _envelope(rows, compute, y)
     envelope = [{"C": float(c), "N": float(n), "loss": float(loss)}
                 for c, n, loss in env[[compute, size, y]].itertuples(index=False)]
-    env_exp = (_slope(np.log(env[compute].to_numpy(float)), np.log(env[size].to_numpy(float)))
-               if len(env) >= 2 else None)
+    env_exp = _slope(env[compute].to_numpy(float), env[size].to_numpy(float))
 
     groups = [g for _, g in rows.groupby(budgets(rows, compute, tol)) if g[size].nunique() >= 3]
     profiles = []

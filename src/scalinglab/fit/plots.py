@@ -9,9 +9,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from scalinglab.files import atomic_write  # noqa: E402
 from scalinglab.fit import FitReport, GroupFit  # noqa: E402
 from scalinglab.fit.frontier import Frontier  # noqa: E402
-from scalinglab.records import atomic_write  # noqa: E402
 
 EXTEND = 10.0  # draw each curve this factor past the largest x, to show the extrapolation
 
@@ -30,13 +30,14 @@ def _rows(report: FitReport, f: GroupFit):
     return report.data[report.data["_group"] == f.label]
 
 
-def _band(f: GroupFit, xs: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+def _band(f: GroupFit, xs: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
     curves = np.array([f.predict(xs, {k: s[k] for k in f.params}) for s in f.samples])
     q = (1 - level) / 2
     return np.nanquantile(curves, q, axis=0), np.nanquantile(curves, 1 - q, axis=0)
 
 
-def plot_fits(report: FitReport, path: str | Path, title: str | None = None) -> list[Path]:
+def plot_fits(report: FitReport, path: str | Path, title: str | None = None,
+              suffixes: tuple[str, ...] = (".png", ".svg")) -> list[Path]:
     """Points (held-out ones hollow), fitted curves (dashed past the fitted data), bands."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4), constrained_layout=True)
     for i, f in enumerate(report.fits):
@@ -56,7 +57,8 @@ def plot_fits(report: FitReport, path: str | Path, title: str | None = None) -> 
             ax.plot(xs_out, f.predict(xs_out), color=color, ls="--")
             if f.samples:
                 xs = np.concatenate([xs_in, xs_out])
-                ax.fill_between(xs, *_band(f, xs), color=color, alpha=0.2, lw=0)
+                ax.fill_between(xs, *_band(f, xs, report.ci), color=color, alpha=0.2, lw=0,
+                                label=f"{label}: {report.ci:.0%} bootstrap band")
         else:  # a joint law: its predictions at the runs' own coordinates
             pred = f.predict(rows[f.x].to_numpy(float).T)
             ax.scatter(rows[x0], pred, marker="x", color=color, label=f"{label}: {f.law} fit")
@@ -67,7 +69,7 @@ def plot_fits(report: FitReport, path: str | Path, title: str | None = None) -> 
            title=title or f"{first.y} vs {first.x[0]}")
     ax.legend(fontsize=7)
     ax.grid(True, which="both", alpha=0.25)
-    return save_figure(fig, Path(path))
+    return save_figure(fig, Path(path), suffixes)
 
 
 def plot_residuals(report: FitReport, path: str | Path) -> list[Path]:
@@ -87,7 +89,8 @@ def plot_residuals(report: FitReport, path: str | Path) -> list[Path]:
 
 
 def plot_frontier(frontier: Frontier, table, path: str | Path, compute: str = "train_flops",
-                  size: str = "params", y: str = "val_loss", curves=None) -> list[Path]:
+                  size: str = "params", y: str = "val_loss", curves=None,
+                  suffixes: tuple[str, ...] = (".png", ".svg")) -> list[Path]:
     """Left: every run's loss vs compute (coloured by size), its learning curve when `curves`
     has it, and the lowest-loss envelopes (Approach 1). Middle: the IsoFLOP curves, loss vs
     size per budget, with their parabolas and minima. Right: N_opt vs C with its fitted power
@@ -143,4 +146,4 @@ def plot_frontier(frontier: Frontier, table, path: str | Path, compute: str = "t
     third.legend(fontsize=7)
     for ax in (left, right, third):
         ax.grid(True, which="both", alpha=0.25)
-    return save_figure(fig, Path(path))
+    return save_figure(fig, Path(path), suffixes)

@@ -15,10 +15,10 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from scalinglab.fit import FitError
-from scalinglab.records.io import override_columns
+from scalinglab.fit.power import power_fit
+from scalinglab.records.tables import override_columns
 
 
 def _tied_to(table: pd.DataFrame, column: str, x: list[str]) -> bool:
@@ -86,21 +86,16 @@ def _plain(value):
 
 def lr_scaling(choices: list[dict], column: str, size: str, group: list[str],
                level: float = 0.95) -> list[dict]:
-    """Per group: k in column_opt ~ size^-k by least squares in log-log, with its t interval;
-    only over sizes whose optimum is bracketed (not at an edge)."""
+    """Per group: k in column_opt ~ size^-k (fit/power.py), with its t interval; only over
+    sizes whose optimum is bracketed (not at an edge)."""
     frame = pd.DataFrame(choices)
     out = []
     for key, rows in (frame.groupby(group, dropna=False) if group else [((), frame)]):
         inside = rows[[not e[column] for e in rows["at_edge"]]]
         fit = {"group": dict(zip(group, key if isinstance(key, tuple) else (key,), strict=True)),
                "n": len(inside), "n_at_edge": len(rows) - len(inside), "k": None, "ci": None}
-        values = inside[[size, column]].astype(float)
-        if len(values) >= 3 and values[size].nunique() >= 2 and (values > 0).all().all():
-            r = stats.linregress(np.log(values[size]), np.log(values[column]))
-            t = stats.t.ppf((1 + level) / 2, len(values) - 2)
-            k = -r.slope + 0.0  # no -0.0
-            err = 0.0 if values[column].nunique() == 1 else r.stderr  # one LR at every size
-            fit.update(k=float(k), ci=[float(k - t * err), float(k + t * err)],
-                       c=float(np.exp(r.intercept)))
+        line = power_fit(inside[size], inside[column], level)
+        if line is not None:
+            fit.update(k=-line.k + 0.0, ci=sorted(-v + 0.0 for v in line.ci), c=line.c)
         out.append(fit)
     return out

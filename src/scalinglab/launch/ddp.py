@@ -9,7 +9,7 @@ process group and restores the environment, so the next job starts fresh ranks o
 Within a job nothing is torn down, so validation after `fit` runs on the same ranks.
 
 This leans on Lightning's private launcher API: the versions are pinned in pyproject.toml and
-tests/test_ddp.py runs it for real (gloo, 2 processes).
+tests/launch/test_ddp.py runs it for real (gloo, 2 processes).
 """
 
 import os

@@ -14,6 +14,11 @@ import fcntl
 import os
 from pathlib import Path
 
+from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
+from omegaconf import DictConfig
+
+from scalinglab.launch import extends
+
 _slot: tuple[int, object] | None = None  # (index, open lock file) for this worker process
 
 
@@ -44,6 +49,12 @@ def share(slot: int, n_slots: int, cpus: int, gpus: list[str]) -> tuple[int, lis
     per = max(1, len(gpus) // n_slots)
     start = (slot * per) % len(gpus)
     return threads, gpus[start:start + per]
+
+
+def packs_jobs(launcher: DictConfig) -> bool:
+    """hydra/launcher=local_parallel: joblib workers that each run job after job."""
+    target = launcher.get("_target_")
+    return bool(launcher.get("n_jobs")) and target is not None and extends(target, JoblibLauncher)
 
 
 def configure_worker(sweep_dir: str | Path, n_slots: int) -> dict:

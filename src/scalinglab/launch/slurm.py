@@ -7,13 +7,14 @@ mismatch hangs at the first collective (Lightning issues 19883, 20391).
 """
 
 import logging
-import signal
 import sys
 
 from hydra.experimental.callback import Callback
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from omegaconf import DictConfig, OmegaConf
 
-from scalinglab import ConfigError
+from scalinglab import ConfigError, exits
+from scalinglab.launch import extends
 
 SHAPE_KEYS = ("trainer.devices", "trainer.num_nodes", "hydra.launcher.tasks_per_node",
               "hydra.launcher.nodes")
@@ -29,10 +30,16 @@ def register_resolver() -> None:
         OmegaConf.register_new_resolver("slurm_gpus", gpus_per_node)
 
 
+def is_slurm(launcher: DictConfig) -> bool:
+    """Whether `hydra.launcher` is submitit's SLURM launcher (or ours, which extends it)."""
+    target = launcher.get("_target_")
+    return target is not None and extends(target, SlurmLauncher)
+
+
 def check_job_shape(config: DictConfig) -> None:
     """Raise ConfigError when a SLURM sweep's job shape disagrees with its trainer."""
     launcher = config.hydra.launcher
-    if "Slurm" not in str(launcher.get("_target_", "")):
+    if not is_slurm(launcher):
         return
     swept = [o.split("=", 1)[0] for o in config.hydra.overrides.task
              if o.split("=", 1)[0].lstrip("+~") in SHAPE_KEYS and "," in o]
@@ -49,20 +56,6 @@ def check_job_shape(config: DictConfig) -> None:
             "(a mismatch hangs); use hydra/launcher=slurm, which derives them from the trainer")
 
 
-class Preempted(SystemExit):
-    """Raised at a step boundary after SLURM's requeue signal."""
-
-    def __init__(self, signum: int, handler) -> None:
-        super().__init__(f"preempted by {signal.Signals(signum).name}")
-        self.signum, self.handler = signum, handler
-
-    def requeue(self) -> None:
-        """Run submitit's handler: rank 0 requeues the job and exits; other ranks just exit.
-        Raises submitit's UncompletedJobError when the job may not be requeued again."""
-        self.handler(self.signum, None)
-        sys.exit(-1)  # what submitit's rank 0 exits with
-
-
 class JobShapeCheck(Callback):
     """Hydra callback: check the job shape at the start of a multirun, before submission."""
 
@@ -72,5 +65,5 @@ class JobShapeCheck(Callback):
         except ConfigError as e:
             # Hydra turns a callback's exception into a warning; exiting stops the sweep
             logging.getLogger("scalinglab").error("config error: %s", e)
-            sys.exit(2)
+            sys.exit(exits.CONFIG)
 

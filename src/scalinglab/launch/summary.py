@@ -1,9 +1,6 @@
-"""The end of a multirun: collect every job's record, print a summary, set the exit code.
-
-Exit codes of `scalinglab-train -m`: 0 every job completed; 3 some completed and some failed or
-diverged (partial); 1 no job completed; 2 no job completed and every failure was a config error.
-Written here, in a Hydra callback, because Hydra calls `on_multirun_end` after the last job on
-every launcher.
+"""The end of a multirun: collect every job's record, print a summary, set the exit code
+(scalinglab/exits.py: OK, PARTIAL, FAILED or CONFIG). Written here, in a Hydra callback,
+because Hydra calls `on_multirun_end` after the last job on every launcher.
 """
 
 import logging
@@ -17,11 +14,12 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from scalinglab import records
-from scalinglab.records.schema import COLUMNS
+from scalinglab import exits
+from scalinglab.files import write_json
+from scalinglab.records.schema import COLUMNS, STATUSES
+from scalinglab.records.tables import collect, save_table
 
 log = logging.getLogger("scalinglab")
-EXIT_PARTIAL, EXIT_NONE, EXIT_CONFIG = 3, 1, 2
 
 
 def _fmt(value) -> str:
@@ -40,17 +38,17 @@ def _num(value) -> float:
 def summarize(sweep_dir: str | Path) -> dict:
     """Collect the sweep's records into `runs.csv` and `sweep_summary.json`; return the summary."""
     sweep_dir = Path(sweep_dir)
-    table = records.collect(sweep_dir)
+    table = collect(sweep_dir)
     jobs = [] if table.empty else table.to_dict("records")
     jobs.sort(key=lambda j: (str(j.get("family")), _num(j.get("params")), _num(j.get("seed")),
                              str(j["path"])))
-    counts = {s: sum(j.get("status") == s for j in jobs) for s in records.STATUSES}
+    counts = {s: sum(j.get("status") == s for j in jobs) for s in STATUSES}
     summary = {"sweep_dir": str(sweep_dir), "n_jobs": len(jobs), "counts": counts,
                "jobs": [{k: j.get(k) for k in ("path", "status", "reason", *COLUMNS)}
                         for j in jobs]}
     if jobs:
-        records.save_table(table, sweep_dir / "runs.csv")
-    records.write_json(sweep_dir / "sweep_summary.json", summary)
+        save_table(table, sweep_dir / "runs.csv")
+    write_json(sweep_dir / "sweep_summary.json", summary)
     return summary
 
 
@@ -77,13 +75,13 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
 def exit_code(summary: dict) -> int:
     completed = summary["counts"]["completed"]
     if completed == summary["n_jobs"] and completed > 0:
-        return 0
+        return exits.OK
     if completed:
-        return EXIT_PARTIAL
+        return exits.PARTIAL
     reasons = [str(j.get("reason")) for j in summary["jobs"]]
     if reasons and all(r.startswith("ConfigError") for r in reasons):
-        return EXIT_CONFIG
-    return EXIT_NONE
+        return exits.CONFIG
+    return exits.FAILED
 
 
 def grid_jobs(overrides: list[str]) -> list[list[str]]:
@@ -101,10 +99,10 @@ def grid_jobs(overrides: list[str]) -> list[list[str]]:
 def count_jobs(config: DictConfig) -> int | None:
     """How many jobs a grid sweep expands to (command-line overrides and
     `hydra.sweeper.params`); None for a sweeper that is not a grid."""
-    sweeper = config.hydra.sweeper
-    if "BasicSweeper" not in str(sweeper.get("_target_", "")):
+    if config.hydra.runtime.choices.get("hydra/sweeper") != "basic":
         return None
-    overrides = {key: f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()}
+    params = config.hydra.sweeper.get("params") or {}
+    overrides = {key: f"{key}={value}" for key, value in params.items()}
     for o in config.hydra.overrides.task:
         overrides[o.split("=", 1)[0]] = o
     return len(grid_jobs(list(overrides.values())))

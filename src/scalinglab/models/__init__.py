@@ -3,7 +3,6 @@
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from scalinglab import ConfigError, check_number
@@ -48,13 +47,11 @@ def build_model(
     target_params: int | None = None,
     activation: str = "relu",
     dropout: float = 0.0,
-    compile: bool = False,
     parametrization: str = "sp",
     base_width: float = 32,
     **family_kwargs,
 ) -> nn.Module:
-    """Build `family` at `depth` x `width`, or solve the width from `target_params`;
-    `compile` wraps it in torch.compile (attributes and parameters stay the module's).
+    """Build `family` at `depth` x `width`, or solve the width from `target_params`.
     `parametrization`: sp, or mup relative to `base_width` (models/parametrization.py).
 
     Raises ConfigError, naming the `model.*` key, on any bad value.
@@ -82,7 +79,7 @@ def build_model(
                                  zero_readout=parametrization == "mup", **family_kwargs)
     model.family, model.depth, model.width = family, depth, int(width)
     model.parametrization, model.base_width = parametrization, base_width
-    return torch.compile(model) if compile else model
+    return model
 
 
 def check_cnn(depth: int, kernel_size=None, pool: str = "flatten", padding=None, **_) -> None:

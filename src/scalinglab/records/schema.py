@@ -68,12 +68,6 @@ class RunRecord:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> "RunRecord":
-        """A record read back; keys this version does not know are dropped."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
 
 NESTED = tuple(f.name for f in fields(RunRecord) if f.name in ("config", "versions", "overrides"))
 FIELDS = frozenset(f.name for f in fields(RunRecord))
@@ -85,7 +79,8 @@ CONFIG_KEYS = tuple(f.name for f in fields(RunRecord) if f.metadata["config"])
 # the end-of-sweep table's columns
 COLUMNS = tuple(f.name for f in fields(RunRecord) if f.metadata["column"])
 
-# curve.csv, beside run.json: one row per evaluation of the job's learning curve (train/curve.py)
+# curve.csv, beside run.json: one row per evaluation of the job's learning curve
+# (callbacks/curve.py)
 CURVE_COLUMNS = (
     "step",           # optimizer steps taken
     "progress",       # step / the steps the run planned: below 1, its LR schedule had not ended

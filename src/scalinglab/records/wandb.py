@@ -1,22 +1,23 @@
-"""Weights & Biases: one run per job, grouped by study, with the size and final metrics in the
-summary so loss-vs-size charts need no extra work in the UI.
+"""Weights & Biases, table side: a study's runs read back as rows of the runs table (offline
+files or the API), and the fit logged as a run of its own. The training side's W&B run is
+train/wandb.py's.
 
 The summary and config keys come from the run record's schema (records/schema.py), so a study
 logged only to W&B exports back into the same table as local records (`scalinglab-export`).
+A table tool: no torch, no Lightning.
 """
 
+import json
 import logging
 import netrc
 import os
-import secrets
+import subprocess
+import sys
 from pathlib import Path
 
-from scalinglab.records.io import atomic_write
 from scalinglab.records.schema import CONFIG_KEYS, SUMMARY_KEYS
 
 log = logging.getLogger("scalinglab")
-
-ID_FILE = "wandb_id"
 _warned = False  # the offline notice is printed once per process
 
 
@@ -43,55 +44,6 @@ def resolve_mode(mode: str | None) -> str | None:
                     "(sync later with `wandb sync`)")
         _warned = True
     return "offline"
-
-
-def run_id(save_dir: str | Path) -> str:
-    """The job's W&B run id, kept in its directory so a resumed job continues the same run."""
-    path = Path(save_dir) / ID_FILE
-    if path.exists():
-        return path.read_text().strip()
-    run = secrets.token_hex(6)  # W&B accepts any short lowercase alphanumeric id
-    atomic_write(path, run)
-    return run
-
-
-def study_name(study: str | None) -> str:
-    """The W&B group: `study` when set, else the sweep directory's name, else 'runs'."""
-    if study:
-        return str(study)
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-        return Path(HydraConfig.get().sweep.dir).name
-    return "runs"
-
-
-def make_wandb_logger(project: str, save_dir: str, name: str, job_type: str,
-                      entity: str | None = None, study: str | None = None,
-                      tags: list[str] | None = None, mode: str | None = None):
-    """Lightning's WandbLogger for one job (only rank 0 ever creates the run)."""
-    from lightning.pytorch.loggers import WandbLogger
-    from lightning.pytorch.utilities import rank_zero_only
-
-    is_zero = rank_zero_only.rank == 0
-    return WandbLogger(project=project, entity=entity, group=study_name(study),
-                       job_type=job_type, name=name, tags=list(tags or []),
-                       save_dir=save_dir, id=run_id(save_dir) if is_zero else None,
-                       resume="allow", mode=resolve_mode(mode) if is_zero else "disabled")
-
-
-def finish_run(exit_code: int = 0) -> None:
-    """Finish this job's W&B run (every job of a multirun gets its own, even when it fails);
-    a failed job's run closes with a non-zero `exit_code`, so W&B marks it failed."""
-    import sys
-
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:
-        try:
-            wandb.finish(exit_code=exit_code)
-        except Exception as e:  # e.g. its service was killed: never mask how the job ended
-            log.warning("W&B run not finished cleanly: %s: %s", type(e).__name__, e)
 
 
 def to_row(name: str, group: str | None, config: dict, summary: dict) -> dict:
@@ -126,10 +78,6 @@ def read_api(path: str, group: str | None = None, api=None) -> tuple[list[dict],
 def read_offline(directory: str | Path) -> tuple[list[dict], dict]:
     """Offline runs (`offline-run-*`) under `directory`, read with wandb's own reader
     (`wandb leet inspect --summary --json`), so a study can be fitted before it is synced."""
-    import json
-    import subprocess
-    import sys
-
     rows, skipped = [], {}
     exe = Path(sys.executable).with_name("wandb")
     for run_dir in sorted(Path(directory).rglob("offline-run-*")):
@@ -191,16 +139,3 @@ def log_fit(doc: dict, plots: list[Path], project: str, entity: str | None, grou
         return run.id
     finally:
         run.finish()
-
-
-def summarize_run(record) -> None:
-    """The job's final record into its W&B run (if one is open): the summary keys, and the
-    config keys, as named by the record's schema."""
-    import sys
-
-    wandb = sys.modules.get("wandb")
-    if wandb is None or wandb.run is None:
-        return
-    values = record.to_dict()
-    wandb.run.summary.update({key: values.get(col) for col, key in SUMMARY_KEYS.items()})
-    wandb.run.config.update({k: values.get(k) for k in CONFIG_KEYS}, allow_val_change=True)

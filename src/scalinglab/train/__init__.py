@@ -1,2 +1,3 @@
-"""Training: the recipe (recipe.py), the run management around it (run.py), the measurements
-(measure.py). `python -m scalinglab.train` is `scalinglab-train`."""
+"""Training: `scalinglab-train` (cli.py), the run management around each job (run.py), the job
+built and fitted (job.py), its W&B run (wandb.py), a quiet terminal (quiet.py).
+`python -m scalinglab.train` is `scalinglab-train`."""

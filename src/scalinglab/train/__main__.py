@@ -1,3 +1,3 @@
-from scalinglab.train.run import main
+from scalinglab.train.cli import main
 
 main()

@@ -14,7 +14,9 @@ import warnings
 # Lightning's per-job lines that carry no news about the job; DEBUG, not gone.
 BANNERS = re.compile(r"^(GPU available|TPU available|HPU available|💡 Tip|LOCAL_RANK: \d+ - |"
                      r"Loading `train_dataloader`|`Trainer\.(fit|validate)` stopped|"
-                     r"Initializing distributed|-{10,}|distributed_backend=|All distributed)")
+                     r"Initializing distributed|-{10,}|distributed_backend=|All distributed|"
+                     r"Restoring states from the checkpoint|Restored all states|"
+                     r"`weights_only` was not set)")
 
 
 class _Banners(logging.Filter):
@@ -33,7 +35,8 @@ def quiet_lightning() -> None:
     root.propagate = True
     for name in ("lightning.pytorch.utilities.rank_zero",
                  "lightning.fabric.utilities.distributed",
-                 "lightning.pytorch.accelerators.cuda"):
+                 "lightning.pytorch.accelerators.cuda",
+                 "lightning.pytorch.trainer.connectors.checkpoint_connector"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _Banners) for f in logger.filters):
             logger.addFilter(_Banners())
@@ -42,15 +45,11 @@ def quiet_lightning() -> None:
         r".*isinstance\(treespec, LeafSpec\).*",
         # we log by the optimizer step, across epochs: short epochs still log every n steps
         "The number of training batches .* logging interval",
-        # train/recipe.py picks the checkpoint to resume itself (latest_checkpoint); with
-        # OnExceptionCheckpoint present Lightning would otherwise look for a "last" one
-        r".*fit\(ckpt_path=None\)` was called without",
+        # every job fits with ckpt_path="last" (train/job.py); a job's first attempt has no
+        # checkpoint yet, which Lightning's docs call "set and forget"
         r'.*fit\(ckpt_path="last"\) is set, but there',
-        # on purpose: our batches already live on the device (module.py)
-        "You have overridden `transfer_batch_to_device`",
-        # under DDP: the eval metrics are torchmetrics, reduced across ranks by themselves, and
-        # trainer/* are the same on every rank (module.py)
-        r"It is recommended to use `self.log\('(val|train_eval|test|trainer)/",
+        # a re-run resumes from the job's own checkpoints, which live there
+        r"Checkpoint directory .* exists and is not empty",
         # outside SLURM we do not want srun (hydra/launcher=slurm is how jobs get there)
         "The `srun` command is available on your system",
     ):

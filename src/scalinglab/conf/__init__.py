@@ -1,1 +1,0 @@
-"""The Hydra configs, shipped inside the package (a package so Hydra can find them)."""

@@ -1,0 +1,38 @@
+"""`scalinglab-train`: train one model size and record it; `-m` sweeps a grid of sizes.
+
+Hydra composes the config (conf/train.yaml) and runs `main` once per job; the job itself is
+train/run.py's. Lightning is imported only once a job runs: the process that launches a sweep
+on joblib workers or SLURM never needs it, and a config error Hydra finds costs no import."""
+
+import logging
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from scalinglab.identity import register_resolver as register_identity_resolver
+from scalinglab.launch.slots import configure_worker, packs_jobs
+from scalinglab.launch.slurm import register_resolver as register_slurm_resolver
+
+log = logging.getLogger("scalinglab")
+register_identity_resolver()  # ${job_name:} and ${run_name:}, before Hydra composes
+register_slurm_resolver()     # ${slurm_gpus:...}
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> dict:
+    from scalinglab.train.quiet import quiet_lightning
+    from scalinglab.train.run import run_job
+
+    quiet_lightning()
+    hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    if multirun and packs_jobs(hydra_cfg.launcher):
+        share = configure_worker(hydra_cfg.sweep.dir, hydra_cfg.launcher.n_jobs)
+        log.info("worker slot %(slot)d: %(threads)d threads, GPUs %(gpus)s", share)
+    return run_job(cfg, multirun, hydra_cfg.job.get("num") if multirun else None)
+
+
+if __name__ == "__main__":
+    main()

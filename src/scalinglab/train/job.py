@@ -1,0 +1,200 @@
+"""One training job: `build(cfg, output_dir)` makes everything Lightning needs from the config,
+checking every value before any training; `fit(job)` trains it, resuming its latest checkpoint,
+and returns its run record, measured on the final weights. What happens around it (skip,
+failure, preemption, exit codes) is train/run.py's."""
+
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import hydra
+import lightning.pytorch as pl
+import torch
+from hydra.errors import InstantiationException
+from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint, Timer
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from omegaconf import DictConfig, OmegaConf
+
+from scalinglab import ConfigError, check_number
+from scalinglab.callbacks.curve import LearningCurve
+from scalinglab.callbacks.preemption import Preemption, submitit_signal
+from scalinglab.callbacks.recorder import RunRecorder
+from scalinglab.callbacks.wandb_summary import WandbSummary
+from scalinglab.identity import job_identity
+from scalinglab.identity import register_resolver as register_resolvers
+from scalinglab.measure import forward_flops_per_example, training_flops
+from scalinglab.records.schema import RunRecord
+
+MATMUL_PRECISIONS = ("highest", "high", "medium")
+
+
+@dataclass
+class Job:
+    """A built job: what `trainer.fit` takes, and the callbacks whose state the record needs."""
+
+    cfg: DictConfig
+    output_dir: Path
+    datamodule: pl.LightningDataModule
+    module: pl.LightningModule
+    trainer: pl.Trainer
+    recorder: RunRecorder
+    curve: LearningCurve
+
+
+def _unwrap(error: BaseException) -> BaseException:
+    """Hydra wraps errors raised while instantiating; report the original error."""
+    while isinstance(error, InstantiationException) and error.__cause__ is not None:
+        error = error.__cause__
+    return error
+
+
+def trainer_settings(trainer_cfg: DictConfig) -> dict:
+    """`trainer.*` as Trainer arguments, the counts checked, and a budget that trains nothing
+    refused, before anything is built."""
+    settings = OmegaConf.to_container(trainer_cfg, resolve=True)
+    for key in ("max_epochs", "max_steps", "accumulate_grad_batches", "log_every_n_steps"):
+        if settings.get(key) is not None:
+            settings[key] = check_number(f"trainer.{key}", settings[key], integer=True)
+    epochs, steps = settings.get("max_epochs"), settings.get("max_steps", -1)
+    if steps is not None and steps == 0 or epochs == 0 and steps in (None, -1):
+        raise ConfigError(f"trainer.max_epochs={epochs}, trainer.max_steps={steps}: this "
+                          "budget trains nothing")
+    if settings.get("accumulate_grad_batches", 1) < 1:
+        raise ConfigError("trainer.accumulate_grad_batches must be >= 1, got "
+                          f"{settings['accumulate_grad_batches']}")
+    if settings.get("enable_progress_bar") is None:  # a bar only where someone watches it
+        settings["enable_progress_bar"] = sys.stdout.isatty()
+    return settings
+
+
+def budget_steps(budget, flops_per_example: int, examples_per_step: int) -> int | None:
+    """Optimizer steps for a job's compute budget (`budget.flops` or `budget.examples`): the
+    nearest whole number of steps, so the job's train_flops (examples) land within half a
+    step's of the budget. None when no budget is set."""
+    flops, examples = budget.get("flops"), budget.get("examples")
+    if flops is not None and examples is not None:
+        raise ConfigError("set budget.flops or budget.examples, not both")
+    if flops is None and examples is None:
+        return None
+    if flops is not None:
+        per_step = training_flops(flops_per_example, examples_per_step)
+        key, value = "budget.flops", check_number("budget.flops", flops, low=0, low_open=True)
+    else:
+        per_step = examples_per_step
+        key, value = "budget.examples", check_number("budget.examples", examples, low=0,
+                                                     low_open=True)
+    steps = round(value / per_step)
+    if steps < 1:
+        raise ConfigError(f"{key}={value:g} is less than one optimizer step ({per_step:g}: "
+                          f"{examples_per_step} examples); raise it or lower data.batch_size")
+    return steps
+
+
+def checkpoints(cfg: DictConfig, output_dir: Path) -> list[pl.Callback]:
+    """Run management, not configuration: the job's own checkpoints, saved periodically
+    (last.ckpt) and when training is interrupted (interrupted.ckpt: SIGTERM, Ctrl-C, an
+    exception; Lightning deletes it again when a run ends normally), for re-runs to resume. By
+    wall time by default: a save costs milliseconds, and small models run many short epochs."""
+    check_number("checkpoint.every_minutes", cfg.checkpoint.every_minutes, low=0)
+    every_n_epochs = cfg.checkpoint.get("every_n_epochs")
+    every = ({"every_n_epochs": every_n_epochs} if every_n_epochs else
+             {"train_time_interval": timedelta(minutes=cfg.checkpoint.every_minutes)})
+    directory = output_dir / "checkpoints"
+    return [ModelCheckpoint(dirpath=directory, filename="last", save_top_k=1,
+                            enable_version_counter=False, **every),
+            OnExceptionCheckpoint(dirpath=directory, filename="interrupted")]
+
+
+def clock(settings: dict, callbacks: list[pl.Callback]) -> list[pl.Callback]:
+    """Lightning's Timer, the job's training clock (measure.train_time), unless the config
+    adds one itself. It also enforces `trainer.max_time`, as the Trainer would."""
+    if any(isinstance(c, Timer) for c in callbacks):
+        return []
+    try:
+        return [Timer(duration=settings.pop("max_time", None), interval="step")]
+    except MisconfigurationException as e:
+        raise ConfigError(f"trainer.max_time: {e}") from None
+
+
+def build(cfg: DictConfig, identity: dict | None = None) -> Job:
+    """Everything the job needs, built from its config, with every value checked before any
+    training; it writes into `paths.output_dir`. `identity`: the job's identity, name and
+    overrides (train/run.py's; by default from the config alone)."""
+    job_start = time.monotonic()
+    register_resolvers()  # ${run_name:} and ${job_name:}, for a config composed in Python too
+    output_dir = Path(cfg.paths.output_dir)
+    precision = cfg.get("matmul_precision", "highest")
+    if precision not in MATMUL_PRECISIONS:
+        raise ConfigError(f"matmul_precision must be one of {', '.join(MATMUL_PRECISIONS)}, "
+                          f"got {precision!r}")
+    torch.set_float32_matmul_precision(precision)
+    pl.seed_everything(check_number("seed", cfg.seed, integer=True), workers=True, verbose=False)
+    settings = trainer_settings(cfg.trainer)
+    model_cfg = {k: v for k, v in cfg.model.items() if k != "compile"}
+    try:
+        datamodule = hydra.utils.instantiate(cfg.data)
+        model = hydra.utils.instantiate(model_cfg, input_shape=datamodule.input_shape,
+                                        num_classes=datamodule.num_classes)
+        # Counted once, on the eager model: the record's FLOPs and a FLOP budget's steps.
+        flops = forward_flops_per_example(model, datamodule.input_shape)
+        if cfg.model.get("compile"):
+            model.compile()  # in place: the same module, parameters and checkpoint keys
+        module = hydra.utils.instantiate(cfg.module, model=model, _convert_="all")
+        # A compute budget replaces max_epochs: the step count comes from the model's measured
+        # FLOPs, and the LR schedule spans exactly it.
+        steps = budget_steps(cfg.get("budget") or {}, flops,
+                             datamodule.batch_size * settings.get("accumulate_grad_batches", 1))
+        if steps is not None:
+            settings.update(max_steps=steps, max_epochs=-1)
+        recorder = RunRecorder(identity or job_identity(cfg),
+                               OmegaConf.to_container(cfg, resolve=True), flops,
+                               check_every_n_steps=settings.get("log_every_n_steps") or 50,
+                               job_start=job_start)
+        curve = LearningCurve((cfg.get("curve") or {}).get("points", 0))
+        user = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+        loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
+        callbacks = [recorder, curve, *checkpoints(cfg, output_dir), *user,
+                     *clock(settings, user)]
+        if any(isinstance(lg, WandbLogger) for lg in loggers):
+            callbacks.append(WandbSummary())
+        plugins = []
+        if (signum := submitit_signal()) is not None:
+            # A submitit job on SLURM: submitit owns requeueing (callbacks/preemption.py), so
+            # Lightning's own SLURM requeue is off. Ranks still come from SLURM's environment.
+            callbacks.append(Preemption(signum))
+            plugins.append(SLURMEnvironment(auto_requeue=False))
+        try:
+            trainer: pl.Trainer = hydra.utils.instantiate(
+                settings, callbacks=callbacks, logger=loggers or False,
+                **({"plugins": plugins} if plugins else {}), _convert_="all")
+        except InstantiationException as e:  # the Trainer refusing its arguments: config
+            raise ConfigError(f"trainer: {_unwrap(e)}") from None
+    except InstantiationException as e:
+        raise _unwrap(e) from None
+    if datamodule.batch_size % trainer.world_size:  # known now, before any data is read
+        raise ConfigError(f"data.batch_size={datamodule.batch_size} is global and must divide "
+                          f"evenly across {trainer.world_size} processes")
+    return Job(cfg, output_dir, datamodule, module, trainer, recorder, curve)
+
+
+def fit(job: Job) -> RunRecord:
+    """Train the job from its latest checkpoint, if any; measure the final weights when the
+    last step was not validated (and the test split, with data.val_from_train, once); return
+    the run record."""
+    trainer, module, data = job.trainer, job.module, job.datamodule
+    if job.cfg.force and trainer.is_global_zero:  # start over: its checkpoints would be resumed
+        shutil.rmtree(job.output_dir / "checkpoints", ignore_errors=True)
+    # "last": the newer of last.ckpt and interrupted.ckpt, as Lightning picks it
+    trainer.fit(module, datamodule=data, ckpt_path="last")
+    if job.recorder.diverged is None:
+        validated = job.recorder.validated_at == trainer.global_step
+        if trainer.global_step and not validated and trainer.limit_val_batches != 0:
+            trainer.validate(module, datamodule=data, verbose=False)
+        if data.x_test is not None:
+            trainer.test(module, datamodule=data, verbose=False)
+    return job.recorder.record(trainer)

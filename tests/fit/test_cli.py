@@ -1,0 +1,144 @@
+"""`scalinglab-fit`, as a user calls it: the table printed and written, bad input as one line
+and exit 2."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scalinglab.fit.cli import main as fit_main
+from tests.fit.tables import curves_table, lr_sweep, power_offset_table, write
+
+
+@pytest.mark.parametrize("case,args,message", [
+    ("missing file", ["nope.csv"], "no such file"),
+    ("missing column", ["{t}", "--y", "loss"], "column(s) ['loss'] not in the table"),
+    ("too few points", ["{small}"], "needs at least 4"),
+    ("non-positive y", ["{neg}"], "non-positive values"),
+    ("no completed runs", ["{failed}"], "no completed runs"),
+    ("wrong arity", ["{t}", "--law", "chinchilla"], "takes 2 x column"),
+    ("bad query", ["{t}", "--holdout", "params >>> 3"], "not a valid query"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case, args, message):
+    good = power_offset_table()
+    paths = {
+        "t": write(good, tmp_path / "t.csv"),
+        "small": write(good.head(3), tmp_path / "small.csv"),
+        "neg": write(good.assign(val_loss=-good["val_loss"]), tmp_path / "neg.csv"),
+        "failed": write(good.assign(status="failed"), tmp_path / "failed.csv"),
+    }
+    argv = [a.format(**paths) for a in args]
+    with pytest.raises(SystemExit) as exc:
+        fit_main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("scalinglab-fit: error:")
+    assert message in err[-1]
+
+
+def test_cli_json_and_outputs(tmp_path, capsys):
+    src = write(power_offset_table(groups=("mlp", "cnn")), tmp_path / "runs.csv")
+    fit_main([src, "--json", "--holdout-largest", "2", "--out", str(tmp_path / "fit")])
+    doc = json.loads(capsys.readouterr().out)
+    assert {f["group"]["family"] for f in doc["fits"]} == {"mlp", "cnn"}
+    first = doc["fits"][0]
+    assert first["law"] == "power_offset" and set(first["params"]) == {"E", "A", "alpha"}
+    assert first["n_holdout"] == 2 and first["rmse_log_holdout"] is not None
+    assert json.loads((tmp_path / "fit" / "fit.json").read_text()) == doc
+    png = tmp_path / "fit" / "fit.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert (tmp_path / "fit" / "fit.svg").exists()
+
+
+def test_cli_bootstrap_target_budget_and_frontier(tmp_path, capsys):
+    n, d = (g.ravel() for g in np.meshgrid(np.geomspace(1e6, 1e9, 5), np.geomspace(1e8, 1e11, 5)))
+    y = 1.7 + 400 * n**-0.34 + 400 * d**-0.28
+    table = pd.DataFrame({"model params": n, "tokens": d, "loss": y, "train_flops": 6 * n * d})
+    src = write(table, tmp_path / "runs.csv")
+    fit_main([src, "--x", "model params,tokens", "--y", "loss", "--law", "chinchilla",
+              "--bootstrap", "10", "--budget", "1e20,1e22", "--target", "2.0", "--frontier",
+              "--compute", "train_flops", "--json", "--out", str(tmp_path / "out")])
+    doc = json.loads(capsys.readouterr().out)
+    f = doc["fits"][0]
+    expected = {"a", "b", "G", "N_opt@1e+20", "D_opt@1e+22", "target_x", "target_N"}
+    assert set(f["derived"]) >= expected
+    assert set(f["ci"]) >= {"E", "alpha", "a", "N_opt@1e+20", "target_x"}
+    assert "frontier" in doc and doc["frontier"]["envelope"]
+    for name in ("fit", "residuals", "frontier"):
+        assert (tmp_path / "out" / f"{name}.png").stat().st_size > 5000
+        assert (tmp_path / "out" / f"{name}.svg").exists()
+
+
+def test_cli_frontier_reads_the_sweeps_curves(tmp_path, capsys):
+    from scalinglab.records.io import write_curve, write_record
+    from scalinglab.records.schema import RunRecord
+
+    curves = curves_table()
+    for job, rows in curves.groupby("job"):
+        final = rows.iloc[-1]
+        write_curve(tmp_path / "sweep" / job, rows.to_dict("records"))
+        write_record(tmp_path / "sweep" / job, RunRecord(
+            status="completed", job=job, params=int(final["params"]),
+            train_flops=final["train_flops"], val_loss=final["val_loss"]))
+    fit_main([str(tmp_path / "sweep"), "--frontier", "--json", "--law", "power"])
+    doc = json.loads(capsys.readouterr().out)["frontier"]
+    assert doc["curves"]["n_points"] == 21 and doc["curves"]["n_runs"] == 3
+    # or from an exported curves table, for a source that is not a sweep directory
+    table = write(pd.DataFrame([r for r in curves.to_dict("records") if r["progress"] == 1]),
+                  tmp_path / "runs.csv")
+    write(curves, tmp_path / "curves.csv")
+    fit_main([table, "--frontier", "--curves", str(tmp_path / "curves.csv"), "--law",
+              "power"])
+    assert "learning curves): N ~ C^" in capsys.readouterr().out
+
+
+def test_cli_prints_unreachable_target(tmp_path, capsys):
+    src = write(power_offset_table(), tmp_path / "t.csv")
+    fit_main([src, "--target", "0.3"])  # below E = 0.5
+    assert "unreachable" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("case,extra,message", [
+    ("constant x", "constant", "is constant"),
+    ("holdout leaves too few", "holdout", "after holding out"),
+    ("unknown law", "law", "invalid choice"),
+])
+def test_cli_more_bad_input(tmp_path, capsys, case, extra, message):
+    good = power_offset_table()
+    if extra == "constant":
+        args = [write(good.assign(params=1000.0), tmp_path / "c.csv")]
+    elif extra == "holdout":
+        args = [write(good, tmp_path / "t.csv"), "--holdout-largest", "10"]
+    else:
+        args = [write(good, tmp_path / "t.csv"), "--law", "cubic"]
+    with pytest.raises(SystemExit) as exc:
+        fit_main(args)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_best_over_fits_the_tuned_envelope(tmp_path, capsys):
+    sizes = (1e3, 3e3, 1e4, 3e4, 1e5)
+    src = write(lr_sweep(sizes=sizes, lrs=2.0 ** np.arange(-14, -3, 0.25)), tmp_path / "runs.csv")
+    fit_main([src, "--best-over", "module.lr", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert {f["label"] for f in doc["fits"]} == {"mlp/sp", "mlp/mup"}
+    assert all(f["n_fit"] == 5 for f in doc["fits"])  # one row per size: the tuned envelope
+    for f in doc["fits"]:  # the envelope removes the LR's penalty: the law comes back
+        assert f["params"]["alpha"] == pytest.approx(0.4, abs=0.05)
+    scaling = {s["group"]["model.parametrization"]: s for s in doc["best_over"]["scaling"]}
+    assert scaling["sp"]["k"] == pytest.approx(0.5, abs=0.05)
+    lo, hi = scaling["sp"]["ci"]
+    assert lo < scaling["sp"]["k"] < hi
+    fit_main([src, "--best-over", "module.lr"])
+    assert "module.lr_opt ~ params^-k" in capsys.readouterr().out
+
+
+def test_cli_best_over_an_unknown_column_is_exit_2(tmp_path, capsys):
+    src = write(lr_sweep(), tmp_path / "runs.csv")
+    with pytest.raises(SystemExit) as exc:
+        fit_main([src, "--best-over", "module.learning_rate"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "no column module.learning_rate" in err and "module.lr" in err
