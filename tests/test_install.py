@@ -68,11 +68,12 @@ def test_a_wheel_trains_and_fits_outside_the_repository(tmp_path, cli_env):
         names = {n for n in archive.namelist() if ".dist-info/" not in n}
     # exactly the tree's modules (nothing stale from an earlier build), and the configs and
     # the report's template, but no user's conf/local/
-    src = ROOT / "src"
+    src, conf = ROOT / "src", ROOT / "conf"  # src/scalinglab/conf is a link to conf/
     modules = {str(p.relative_to(src)) for p in src.rglob("*.py") if "__pycache__" not in p.parts}
+    modules |= {f"scalinglab/conf/{p.relative_to(conf)}" for p in conf.rglob("*.py")}
     assert {n for n in names if n.endswith(".py")} == modules
-    configs = {f"scalinglab/conf/{p.relative_to(ROOT / 'conf')}"
-               for p in (ROOT / "conf").rglob("*.yaml") if "local" not in p.parts}
+    configs = {f"scalinglab/conf/{p.relative_to(conf)}"
+               for p in conf.rglob("*.yaml") if "local" not in p.parts}
     assert configs <= names and "scalinglab/report/page.html.j2" in names
     assert not [n for n in names if n.startswith("scalinglab/conf/local/")]
 
