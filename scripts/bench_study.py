@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 
 def plain(overrides: list[str], data_dir: str) -> None:
@@ -31,6 +32,7 @@ def plain(overrides: list[str], data_dir: str) -> None:
     import torch.nn.functional as F
     from hydra import compose, initialize_config_dir
     from mnist1d.data import get_dataset_args, make_dataset
+    from omegaconf import OmegaConf
 
     from scalinglab import CONF_DIR
     from scalinglab.launch.summary import grid_jobs
@@ -52,9 +54,8 @@ def plain(overrides: list[str], data_dir: str) -> None:
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
             cfg = compose("train", overrides=["experiment=study", *overrides, *job])
         torch.manual_seed(cfg.seed)
-        m = cfg.model
-        model = build_model(m.family, m.depth, (1, 40), 10, width=m.width,
-                            target_params=m.target_params, dropout=m.dropout)
+        model = build_model(OmegaConf.to_container(cfg.model, resolve=True),
+                            SimpleNamespace(input_shape=(1, 40), num_outputs=10)).model
         decay = [p for p in model.parameters() if p.ndim >= 2]
         rest = [p for p in model.parameters() if p.ndim < 2]
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.module.weight_decay},
@@ -84,7 +85,7 @@ def plain(overrides: list[str], data_dir: str) -> None:
             with torch.no_grad():
                 val = F.cross_entropy(model(xv), yv).item()
                 F.cross_entropy(model(x[: len(xv)]), y[: len(xv)]).item()
-        print(f"{m.family} {m.target_params}: val_loss {val:.4f} "
+        print(f"{cfg.model.family} {cfg.model.target_params}: val_loss {val:.4f} "
               f"({time.perf_counter() - t0:.2f} s)", flush=True)
 
 

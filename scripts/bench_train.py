@@ -11,6 +11,10 @@ the ratio is the median of the paired ratios, printed with their range.
     python scripts/bench_train.py [--repeats 5] [--epochs 40] [--cases tiny,medium,cnn]
                                   [--no-val] [--compile] [--json] [OVERRIDE ...]
 
+The `loader0` and `loader2` cases serve the same MNIST-1D through a user-style datamodule of
+plain `DataLoader`s (0 and 2 workers, `LoaderData` below) instead of scalinglab's
+device-resident batches, and the raw loop iterates the same DataLoader.
+
 OVERRIDEs are Hydra overrides for both sides, e.g. data.num_samples=50000 for 8x longer epochs.
 
 Both clocks start after the first step; --compile adds scalinglab with model.compile=true to
@@ -29,14 +33,44 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
+from torch.utils.data import DataLoader, TensorDataset
 
 from scalinglab import CONF_DIR
+from scalinglab.data import MNIST1D
 from scalinglab.train.job import build
 
-CASES = {  # name: (model overrides, batch size on CPU)
+
+class LoaderData(MNIST1D):
+    """MNIST-1D served as a user's datamodule serves data: DataLoaders over CPU tensors, with
+    `num_workers` workers, each batch moved to the device by Lightning."""
+
+    def __init__(self, num_workers: int = 0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.num_workers = num_workers
+
+    def _loader(self, x, y, batch_size: int, shuffle: bool) -> DataLoader:
+        return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle,
+                          drop_last=shuffle, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.x_train, self.y_train, self.per_rank_batch(), True)
+
+    def val_dataloader(self) -> list[DataLoader]:
+        n = min(len(self.x_train), len(self.x_val))
+        return [self._loader(self.x_val, self.y_val, self.eval_batch_size, False),
+                self._loader(self.x_train[:n], self.y_train[:n], self.eval_batch_size, False)]
+
+
+LOADER = ["data._target_=__main__.LoaderData", "data.placement=host"]
+CASES = {  # name: (overrides, batch size on CPU)
     "tiny": (["model=mlp", "model.depth=2", "model.width=64"], 256),
     "medium": (["model=mlp", "model.depth=4", "model.width=512"], 256),
     "cnn": (["model=cnn", "model.depth=3", "model.width=32"], 256),
+    "loader0": (["model=cnn", "model.depth=3", "model.width=32", *LOADER,
+                 "+data.num_workers=0"], 256),
+    "loader2": (["model=cnn", "model.depth=3", "model.width=32", *LOADER,
+                 "+data.num_workers=2"], 256),
 }
 LOG_EVERY = 50
 
@@ -97,6 +131,8 @@ def run_raw(cfg, epochs: int) -> tuple[float, int]:
     datamodule, module = job.datamodule, job.module
     datamodule.setup()
     model, x, y = module.model, datamodule.x_train, datamodule.y_train
+    device = job.trainer.strategy.root_device  # the data's device: the trainer's
+    model.to(device)
     bs, n = datamodule.batch_size, len(x)
     per_epoch = n // bs
     steps = epochs * per_epoch
@@ -104,12 +140,22 @@ def run_raw(cfg, epochs: int) -> tuple[float, int]:
     opt, sched = opt_cfg["optimizer"], opt_cfg["lr_scheduler"]["scheduler"]
     model.train()
     g = torch.Generator().manual_seed(0)
+    loader = datamodule.train_dataloader() if isinstance(datamodule, LoaderData) else None
+
+    def batches():
+        if loader is not None:  # the same DataLoader the scalinglab side trains from
+            for xb, yb in loader:
+                yield xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+            return
+        order = torch.randperm(n, generator=g)[: per_epoch * bs].view(per_epoch, bs)
+        for idx in order:
+            yield x[idx], y[idx]
+
     t0 = time.perf_counter()
     step = 0
     for _ in range(epochs):
-        order = torch.randperm(n, generator=g)[: per_epoch * bs].view(per_epoch, bs)
-        for idx in order:
-            loss = F.cross_entropy(model(x[idx]), y[idx])
+        for xb, yb in batches():
+            loss = F.cross_entropy(model(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -1,10 +1,17 @@
 """Coordinate check (Yang et al. 2021): does a layer's activation scale stay put as the model
-widens? Trains each width a few AdamW steps at one LR, on MNIST-1D, and measures every layer's
-mean |output| after the last step, under sp and mup. Under muP every curve is flat in width;
-under SP the readout's grows with it (and so the best LR shrinks as width grows).
+widens? Trains each width a few AdamW steps at one LR on one training batch, and measures the
+mean |output| of every layer with a width-dependent weight (input, hidden, readout: the roles
+models/parametrization.py infers) after the last step, under sp and mup. Under muP every curve
+is flat in width; under SP the readout's grows with it (and so the best LR shrinks as width
+grows).
+
+Any model config works, the user's own included (a ./conf where you run it extends the
+project's): the arguments are Hydra overrides of the training config, and the size argument
+(`model.size_arg`) is what widens.
 
     python scripts/coord_check.py --out docs/coord_check.png
-    python scripts/coord_check.py --family cnn --json
+    python scripts/coord_check.py model=cnn --json
+    cd my_project && python /path/to/scripts/coord_check.py model=resnet data=digits
 """
 
 import argparse
@@ -15,30 +22,37 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
-from scalinglab.data import MNIST1D
+from scalinglab import CONF_DIR
 from scalinglab.models import build_model
 from scalinglab.models.parametrization import param_groups
+from scalinglab.train.job import first_batch
 
 
-def activations(family: str, width: int, parametrization: str, x, y, steps: int, lr: float,
-                base_width: int, seed: int) -> dict[str, float]:
-    """Mean |output| of each tagged layer (input, hidden..., readout) on the batch after
-    `steps` AdamW steps on it."""
+def activations(model_cfg: dict, data, x, y, loss, steps: int, lr: float,
+                seed: int) -> dict[str, float]:
+    """Mean |output| of each layer with a width-dependent weight, on the batch, after `steps`
+    AdamW steps on it."""
     torch.manual_seed(seed)
-    model = build_model(family, depth=3, input_shape=(1, 40), num_classes=10, width=width,
-                        parametrization=parametrization, base_width=base_width)
+    model = build_model(model_cfg, data).model
     opt = torch.optim.AdamW(param_groups(model, lr, 0.0), lr=lr)
     for _ in range(steps):
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
+        loss(model(x), y).backward()
         opt.step()
-    layers = [(f"{m.role}{i}" if m.role == "hidden" else m.role, m)
-              for i, m in enumerate(m for m in model.modules() if hasattr(m, "role"))]
+    layers, hidden = [], 0
+    for name, role in model_roles(model_cfg, data).items():
+        if role in ("input", "hidden", "readout") and name.endswith("weight"):
+            label = f"hidden{hidden}" if role == "hidden" else role
+            hidden += role == "hidden"
+            layers.append((label, model.get_submodule(name.rpartition(".")[0])))
     seen: dict[str, float] = {}
-    hooks = [m.register_forward_hook(lambda _m, _i, out, name=name:
-                                     seen.__setitem__(name, out.abs().mean().item()))
-             for name, m in layers]
+    hooks = [m.register_forward_hook(lambda _m, _i, out, label=label:
+                                     seen.__setitem__(label, out.abs().mean().item()))
+             for label, m in layers]
     with torch.no_grad():
         model(x)
     for h in hooks:
@@ -46,18 +60,31 @@ def activations(family: str, width: int, parametrization: str, x, y, steps: int,
     return seen
 
 
-def coord_check(family: str = "mlp", widths=(32, 64, 128, 256, 512, 1024), steps: int = 5,
-                lr: float = 3e-3, base_width: int = 32, seeds=(0, 1, 2),
-                data_dir: str = "data") -> dict:
+def model_roles(model_cfg: dict, data) -> dict[str, str]:
+    """Each parameter's role, as muP infers it (whatever the config's parametrization)."""
+    return build_model({**model_cfg, "parametrization": "mup"}, data).model.mup.roles
+
+
+def coord_check(overrides: list[str] = (), widths=(32, 64, 128, 256, 512, 1024),
+                steps: int = 5, lr: float = 3e-3, base_width: int = 32, seeds=(0, 1, 2),
+                data_dir: str = "data", batch: int = 256) -> dict:
     """{parametrization: {layer: [mean |output| per width]}}, averaged over seeds, and each
     curve's log-log slope against width."""
-    dm = MNIST1D(data_dir=data_dir)
-    x, y, _, _ = dm.load()
-    x, y = x[:256], y[:256]
-    out = {"widths": list(widths), "family": family, "steps": steps, "lr": lr}
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[*overrides, f"paths.data_dir={data_dir}",
+                                          f"data.batch_size={batch}", "paths.output_dir=."])
+    data = instantiate(cfg.data)
+    _, (x, y) = first_batch(data)
+    module = instantiate(cfg.module, model=torch.nn.Identity())
+    loss = getattr(module, "loss", F.cross_entropy)  # a scalinglab task's own loss
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    size_arg = model_cfg.get("size_arg") or "width"
+    out = {"widths": list(widths), "model": cfg.model.get("family"), "size_arg": size_arg,
+           "steps": steps, "lr": lr}
     for p in ("sp", "mup"):
-        runs = [[activations(family, w, p, x, y, steps, lr, base_width, s) for w in widths]
-                for s in seeds]
+        runs = [[activations({**model_cfg, size_arg: w, "target_params": None,
+                              "parametrization": p, "base_width": base_width},
+                             data, x, y, loss, steps, lr, s) for w in widths] for s in seeds]
         layers = runs[0][0].keys()
         curves = {name: [float(np.mean([run[i][name] for run in runs]))
                          for i in range(len(widths))] for name in layers}
@@ -78,26 +105,30 @@ def plot(result: dict, path: Path) -> None:
         for name, curve in result[p]["curves"].items():
             slope = result[p]["slopes"][name]
             ax.plot(result["widths"], curve, "o-", ms=3, label=f"{name} (slope {slope:+.2f})")
-        ax.set(xscale="log", yscale="log", xlabel="width", title=f"{p}: after {result['steps']} "
-               f"AdamW steps at lr {result['lr']:g}")
+        ax.set(xscale="log", yscale="log", xlabel=result["size_arg"],
+               title=f"{p}: after {result['steps']} AdamW steps at lr {result['lr']:g}")
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=7)
     axes[0].set_ylabel("mean |layer output|")
-    fig.suptitle(f"coordinate check, {result['family']} on MNIST-1D")
+    fig.suptitle(f"coordinate check, {result['model']}")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--family", default="mlp", choices=("mlp", "cnn"))
+    p.add_argument("--widths", default="32,64,128,256,512,1024")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--base-width", type=int, default=32)
     p.add_argument("--out", default=None, help="write the plot here (PNG)")
     p.add_argument("--json", action="store_true", help="print the curves and slopes as JSON")
     p.add_argument("--data-dir", default=os.environ.get("SCALINGLAB_DATA_DIR", "data"))
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=cnn")
     args = p.parse_args()
-    result = coord_check(args.family, steps=args.steps, lr=args.lr, data_dir=args.data_dir)
+    widths = [int(w) for w in args.widths.split(",")]
+    result = coord_check(args.overrides, widths, args.steps, args.lr, args.base_width,
+                         data_dir=args.data_dir)
     if args.out:
         plot(result, Path(args.out))
     if args.json:

@@ -3,9 +3,11 @@
 #   1. the default study (14 jobs) with trainer=gpu: wall time, and each job's peak memory
 #   2. the same at trainer.precision=bf16-mixed and at bf16-true: val loss and time vs fp32
 #   3. trainer=ddp trainer.devices=1 over NCCL (the DDP code path on one GPU), in a 2-job -m
-#   4. scripts/bench_train.py on CUDA: steps/s against the raw PyTorch loop
+#   4. scripts/bench_train.py on CUDA: steps/s against the raw PyTorch loop, device-resident
+#      batches and a DataLoader datamodule (0 and 2 workers)
 # Run it from the repository root on a machine with a GPU; it installs the project into
-# $VENV (default .venv-gpu) with the machine's own torch when one is importable.
+# $VENV (default .venv-gpu) with the machine's own torch when one is importable, or uses the
+# Python in $PY when scalinglab already imports there (e.g. offline, from carried wheels).
 #   bash scripts/gpu_check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,12 +15,15 @@ VENV=${VENV:-.venv-gpu}
 OUT=${OUT:-multirun/gpu-check}
 export WANDB_MODE=disabled
 
-if [ ! -x "$VENV/bin/scalinglab-train" ]; then
-  python3 -m venv --system-site-packages "$VENV"   # reuse a preinstalled CUDA torch
-  "$VENV/bin/python" -c "import torch" 2>/dev/null || "$VENV/bin/pip" install -q torch
-  "$VENV/bin/pip" install -q -e .
+if [ -z "${PY:-}" ]; then
+  if [ ! -x "$VENV/bin/scalinglab-train" ]; then
+    python3 -m venv --system-site-packages "$VENV"   # reuse a preinstalled CUDA torch
+    "$VENV/bin/python" -c "import torch" 2>/dev/null || "$VENV/bin/pip" install -q torch
+    "$VENV/bin/pip" install -q -e .
+  fi
+  PY="$VENV/bin/python"
 fi
-PY="$VENV/bin/python"
+TRAIN=("$PY" -m scalinglab.train)
 "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; \
 print('device:', torch.cuda.get_device_name(0), '| torch', torch.__version__)"
 rm -rf "$OUT"
@@ -30,12 +35,12 @@ timed() {  # timed NAME CMD...: run CMD, print its wall time
   echo "$name: $((SECONDS - t0)) s"
 }
 mkdir -p "$OUT"
-timed study-fp32 "$VENV/bin/scalinglab-train" -m experiment=study trainer=gpu hydra.sweep.dir="$OUT/fp32"
-timed study-bf16-mixed "$VENV/bin/scalinglab-train" -m experiment=study trainer=gpu \
+timed study-fp32 "${TRAIN[@]}" -m experiment=study trainer=gpu hydra.sweep.dir="$OUT/fp32"
+timed study-bf16-mixed "${TRAIN[@]}" -m experiment=study trainer=gpu \
   trainer.precision=bf16-mixed hydra.sweep.dir="$OUT/bf16-mixed"
-timed study-bf16-true "$VENV/bin/scalinglab-train" -m experiment=study trainer=gpu \
+timed study-bf16-true "${TRAIN[@]}" -m experiment=study trainer=gpu \
   trainer.precision=bf16-true hydra.sweep.dir="$OUT/bf16-true"
-timed ddp-nccl "$VENV/bin/scalinglab-train" -m trainer=ddp trainer.devices=1 model=cnn \
+timed ddp-nccl "${TRAIN[@]}" -m trainer=ddp trainer.devices=1 model=cnn \
   model.width=16,64 trainer.max_epochs=5 hydra.sweep.dir="$OUT/ddp"
 
 "$PY" - "$OUT" <<'EOF'
@@ -58,4 +63,4 @@ for job, r in sorted(ddp.items()):
     print(f"ddp {job}: {r['status']}, world size {r['world_size']}, strategy {r['strategy']}, "
           f"val_loss {r['val_loss']:.4f}, {r['time_s']:.1f} s")
 EOF
-"$PY" scripts/bench_train.py --repeats 3 --epochs 20
+"$PY" scripts/bench_train.py --repeats 3 --epochs 20 --cases tiny,medium,cnn,loader0,loader2

@@ -3,6 +3,7 @@ the tiny data every in-process job trains on."""
 
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -49,3 +50,28 @@ def curve(job, record: dict) -> list[dict]:
     from scalinglab.records.schema import RunRecord
 
     return job.curve.final_rows(RunRecord(**record))
+
+
+def wheel_venv(tmp_path: Path) -> tuple[Path, Path]:
+    """A fresh venv whose only scalinglab is a wheel built from this tree; the dependencies
+    (torch, Lightning, ...) come from this environment's site-packages through a .pth path
+    entry, which does not activate this environment's editable install. Returns the venv and
+    the wheel."""
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(dist), str(ROOT)], check=True, capture_output=True,
+                   timeout=300)
+    (wheel,) = dist.glob("scalinglab-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = Path(sysconfig.get_path("purelib", vars={"base": str(venv)}))
+    (site / "deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    pip_install(venv, str(wheel))
+    return venv, wheel
+
+
+def pip_install(venv: Path, *args: str) -> None:
+    """`pip install --no-deps` into `venv`, with this environment's pip."""
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"),
+                    "install", "--no-deps", "--no-build-isolation", "-q", *args], check=True,
+                   capture_output=True, timeout=300)

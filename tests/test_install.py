@@ -4,15 +4,13 @@ ship inside the package: an editable install finds them there, a wheel carries t
 
 import json
 import subprocess
-import sys
-import sysconfig
 import zipfile
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_module
 
-from tests.helpers import CONF_DIR, ROOT
+from tests.helpers import CONF_DIR, ROOT, wheel_venv
 
 MINE = """# @package _global_
 # a user's own experiment, in ./conf/experiment/ of the directory they launch from
@@ -45,21 +43,8 @@ def test_a_conf_directory_where_you_launch_extends_the_configs(tmp_path, monkeyp
 
 @pytest.mark.slow
 def test_a_wheel_trains_and_fits_outside_the_repository(tmp_path, cli_env):
-    dist = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(dist), str(ROOT)], check=True, capture_output=True,
-                   timeout=300)
-    (wheel,) = dist.glob("scalinglab-*.whl")
-    # A fresh venv: the wheel is its only scalinglab; the dependencies (torch, Lightning, ...)
-    # come from this environment's site-packages through a .pth path entry, which does not
-    # activate this environment's editable install of the repository.
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    site = Path(sysconfig.get_path("purelib", vars={"base": str(venv)}))
-    (site / "deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    venv, wheel = wheel_venv(tmp_path)  # the wheel is its only scalinglab
     py = venv / "bin" / "python"
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps",
-                    "-q", str(wheel)], check=True, capture_output=True, timeout=300)
     where = subprocess.run([str(py), "-c", "import scalinglab; print(scalinglab.__file__)"],
                            capture_output=True, text=True, check=True).stdout
     assert where.startswith(str(venv))  # the installed wheel, not the source tree

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from scalinglab import ConfigError
+from scalinglab.models import MLP
 from scalinglab.module import Classifier
 from tests.helpers import BATCH, STEPS_PER_EPOCH, fit
 
@@ -140,12 +141,9 @@ def test_train_loss_is_logged_at_every_nth_optimizer_step(make_cfg):
 def test_a_jobs_checkpoint_loads_with_load_from_checkpoint(make_cfg):
     """Lightning's own loading, as a user would reload a trained size: the model is an
     argument (the architecture), everything else comes from the checkpoint."""
-    import hydra
-
     cfg = make_cfg("trainer.max_epochs=2", "checkpoint.every_minutes=0", "model.width=16")
     job, _ = fit(cfg)
-    model = hydra.utils.instantiate({k: v for k, v in cfg.model.items() if k != "compile"},
-                                    input_shape=(1, 40), num_classes=10)
+    model = MLP(input_shape=(1, 40), num_outputs=10, depth=cfg.model.depth, width=16)
     loaded = Classifier.load_from_checkpoint(
         Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", model=model)
     assert loaded.lr == job.module.lr and loaded.hparams.weight_decay == cfg.module.weight_decay

@@ -15,7 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 RUN_MANAGEMENT_KEYS = (
     "hydra", "paths", "logger", "force", "checkpoint", "study",
     "curve",  # evaluations between steps: measurement only, training is the same
-    "data.data_dir", "data.root", "data.download", "data.eval_batch_size", "data.placement",
+    "data.data_dir", "data.download", "data.eval_batch_size", "data.placement",
+    "data.num_workers", "data.pin_memory",  # how batches are loaded, not which
     "trainer.default_root_dir", "trainer.enable_progress_bar", "trainer.enable_model_summary",
     "trainer.enable_checkpointing", "trainer.log_every_n_steps",
     "model.compile", "matmul_precision",  # the same numbers up to rounding, faster or not

@@ -1,6 +1,7 @@
-"""What a job measures of its model and its trainer: forward FLOPs, examples seen, training time,
-peak memory. Plain functions over public Lightning state, shared by the job's build, its
-callbacks and the LightningModule, so each quantity has one definition.
+"""What a job measures of its model, its data and its trainer: forward FLOPs, examples seen,
+training time, peak memory. Plain functions over public state (the trainer's loaders, a
+loader's `dataset` and `batch_size`), shared by the job's build and its callbacks, so each
+quantity has one definition, for any datamodule.
 
 FLOPs are counted by `torch.utils.flop_counter`, which counts matmuls and convolutions: a CNN's
 FLOPs per example are far above 2N, so 6ND would be wrong for it. Training FLOPs are
@@ -17,11 +18,14 @@ from lightning.pytorch.callbacks import Timer
 from torch.utils.flop_counter import FlopCounterMode
 
 
-def forward_flops_per_example(model: torch.nn.Module, input_shape: tuple[int, ...]) -> int:
-    """FLOPs of one forward pass of `model` on one input of `input_shape`, counted by torch's
-    flop counter (in eval mode, without gradients: dropout and autograd change no FLOPs)."""
+def forward_flops_per_example(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """FLOPs of one forward pass of `model` on one example, the first of the batch `x`,
+    counted by torch's flop counter (in eval mode, without gradients: dropout and autograd
+    change no FLOPs)."""
     param = next(model.parameters())
-    example = torch.zeros(1, *input_shape, dtype=param.dtype, device=param.device)
+    example = x[:1].to(param.device)
+    if example.is_floating_point():
+        example = example.to(param.dtype)
     was_training = model.training
     model.eval()
     try:
@@ -37,12 +41,23 @@ def training_flops(flops_per_example: int | None, examples: int) -> float | None
     return None if flops_per_example is None else 3 * flops_per_example * examples
 
 
-def examples_seen(trainer: pl.Trainer, steps: int | None = None) -> int:
-    """Examples trained on after `steps` optimizer steps (default: the trainer's so far). Each
-    step takes `accumulate_grad_batches` global batches of `data.batch_size` (split across the
-    ranks)."""
-    steps = trainer.global_step if steps is None else steps
-    return steps * trainer.accumulate_grad_batches * trainer.datamodule.batch_size
+def batch_size(loader) -> int:
+    """Examples in one batch of a training loader (on one rank): a DataLoader's `batch_size`,
+    or its batch sampler's."""
+    size = getattr(loader, "batch_size", None)
+    if size is None and getattr(loader, "batch_sampler", None) is not None:
+        size = getattr(loader.batch_sampler, "batch_size", None)
+    if size is None:
+        raise ValueError(f"cannot tell the batch size of a {type(loader).__name__}: give it a "
+                         "`batch_size` (as a DataLoader has)")
+    return int(size)
+
+
+def examples_per_step(loader, world_size: int, accumulate_grad_batches: int) -> int:
+    """Examples one optimizer step trains on: a batch on every rank, `accumulate_grad_batches`
+    times (a last partial batch of an epoch counts as a whole one). A job's examples seen are
+    its optimizer steps x this, counted once when the job is built (train/job.py)."""
+    return batch_size(loader) * world_size * accumulate_grad_batches
 
 
 def epochs_seen(trainer: pl.Trainer) -> float:

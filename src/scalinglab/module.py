@@ -1,11 +1,18 @@
-"""The LightningModule: cross-entropy classification around any `nn.Module`.
+"""The LightningModules around any `nn.Module`: `Classifier` (cross-entropy, `module=classifier`)
+and `Regressor` (mean squared error, `module=regressor`), one task each on a shared `Task`.
 
-Lightning's own loop runs it: one batch per `training_step`, automatic optimization, the
+Lightning's own loop runs them: one batch per `training_step`, automatic optimization, the
 scheduler stepped by Lightning (`interval: step`), so every Trainer flag and callback works as a
 Lightning user expects. Evaluation logs torchmetrics objects, which Lightning computes, syncs
 across DDP ranks and resets. AdamW with linear warmup then cosine decay, sized to the run's own
 number of optimizer steps (a schedule longer than the run inflates the loss of small budgets and
 biases the fitted law).
+
+What the rest of scalinglab relies on is small, and your own LightningModule can meet it
+(docs/reference.md, "Your own model, data and task"): it takes the model as its `model`
+argument and logs `val/loss` (optionally `val/acc`, `train_eval/*` and `test/*`) in its
+evaluation steps. `evaluate(batch)` is optional: with it, the learning curve evaluates at
+log-spaced steps.
 """
 
 import math
@@ -17,15 +24,17 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from scalinglab import ConfigError, check_number
-from scalinglab.measure import examples_seen
 from scalinglab.models.parametrization import param_groups
 
 EVAL_SPLITS = ("val", "train_eval")  # the order of the datamodule's val loaders
 SPLITS = (*EVAL_SPLITS, "test")  # test: the test loader (data.val_from_train), once at the end
-METRICS = ("loss", "acc")
 
 
-class Classifier(pl.LightningModule):
+class Task(pl.LightningModule):
+    """The training recipe every task shares; a task defines `loss` and `evaluate`."""
+
+    METRICS: tuple[str, ...] = ("loss",)  # what `evaluate` returns, logged as {split}/{name}
+
     def __init__(self, model: nn.Module, lr: float = 1e-3,
                  weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
                  warmup_frac: float = 0.05, min_lr_ratio: float = 0.0) -> None:
@@ -44,32 +53,30 @@ class Classifier(pl.LightningModule):
         # Means over the examples of an evaluation, weighted by batch size: exact under DDP's
         # unequal shards too. A NaN stays a NaN: a diverged run must read as one.
         self.metrics = nn.ModuleDict({split: nn.ModuleDict({
-            m: MeanMetric(nan_strategy="disable") for m in METRICS})
+            m: MeanMetric(nan_strategy="disable") for m in self.METRICS})
                                       for split in SPLITS})
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        x, y = batch
-        loss = F.cross_entropy(self(x), y)
-        # Only on the steps Lightning sends to the loggers (every `log_every_n_steps`-th):
-        # each self.log call costs ~0.4 ms on a CPU, as much as a small model's whole step.
-        step = self.global_step + 1  # the optimizer step this batch completes
-        every = self.trainer.log_every_n_steps
-        if every and step % every == 0:
-            self.log_dict({"train/loss": loss.detach(),
-                           "train/lr": self.trainer.optimizers[0].param_groups[0]["lr"],
-                           "trainer/examples_seen": float(examples_seen(self.trainer, step)),
-                           "trainer/step": float(step)}, on_step=True, on_epoch=False)
-        return loss
+    def loss(self, output: Tensor, y: Tensor) -> Tensor:
+        raise NotImplementedError
 
     def evaluate(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
-        """The batch's mean loss and accuracy (also what the learning curve evaluates)."""
+        """The batch's mean metrics, `METRICS` (also what the learning curve evaluates)."""
+        raise NotImplementedError
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
-        logits = self(x)
-        return {"loss": F.cross_entropy(logits.float(), y),
-                "acc": (logits.argmax(-1) == y).float().mean()}
+        loss = self.loss(self(x), y)
+        # Only on the steps Lightning sends to the loggers (every `log_every_n_steps`-th):
+        # each self.log call costs ~0.4 ms on a CPU, as much as a small model's whole step.
+        every = self.trainer.log_every_n_steps
+        if every and (self.global_step + 1) % every == 0:
+            self.log_dict({"train/loss": loss.detach(),
+                           "train/lr": self.trainer.optimizers[0].param_groups[0]["lr"]},
+                          on_step=True, on_epoch=False)
+        return loss
 
     def _log_evaluation(self, batch: tuple[Tensor, Tensor], split: str) -> None:
         for name, value in self.evaluate(batch).items():
@@ -84,13 +91,6 @@ class Classifier(pl.LightningModule):
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._log_evaluation(batch, "test")
-
-    def on_validation_epoch_end(self) -> None:
-        # W&B plots every metric against examples seen. The optimizer step is `trainer/step`:
-        # a metric named "step" would override Lightning's own (ModelCheckpoint's "{step}").
-        # The same on every rank; sync_dist only keeps Lightning's epoch-level logging exact.
-        self.log_dict({"trainer/examples_seen": float(examples_seen(self.trainer)),
-                       "trainer/step": float(self.global_step)}, sync_dist=True)
 
     # The RNG state travels with checkpoints so that a resumed run draws the same dropout masks
     # as an uninterrupted one (Lightning does not save it).
@@ -125,3 +125,29 @@ class Classifier(pl.LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class Classifier(Task):
+    """Cross-entropy classification: `val/loss` and `val/acc`."""
+
+    METRICS = ("loss", "acc")
+
+    def loss(self, output: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(output, y)
+
+    def evaluate(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
+        x, y = batch
+        logits = self(x)
+        return {"loss": F.cross_entropy(logits.float(), y),
+                "acc": (logits.argmax(-1) == y).float().mean()}
+
+
+class Regressor(Task):
+    """Mean squared error against real-valued targets: `val/loss` only, no accuracy."""
+
+    def loss(self, output: Tensor, y: Tensor) -> Tensor:
+        return F.mse_loss(output.view_as(y), y)
+
+    def evaluate(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
+        x, y = batch
+        return {"loss": F.mse_loss(self(x).float().view_as(y), y.float())}

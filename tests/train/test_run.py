@@ -93,7 +93,9 @@ def test_every_outcome_has_its_status_and_exit_code():
 
 
 BAD = [
-    (["model.family=transformer"], "model.family='transformer' is unknown"),
+    (["model._target_=scalinglab.models.Transformer"],
+     "model._target_='scalinglab.models.Transformer' cannot be imported"),
+    (["model.target_params=10"], "model.target_params=10 is below the smallest model"),
     (["model.depth=-1"], "model.depth must be >= 0, got -1"),
     (["model.width=0"], "model.width must be >= 1"),
     (["model.width=abc"], "model.width must be an integer, got 'abc'"),
@@ -160,15 +162,15 @@ def test_cli_unknown_config_option_fails_before_training(tmp_path, cli_env):
 
 
 def test_ctrl_c_before_training_is_recorded_as_such(make_cfg, monkeypatch):
-    import scalinglab.models
-    from scalinglab.data import MNIST1D
+    import scalinglab.train.job
+    from scalinglab.module import Task
 
     def interrupted(*args, **kwargs):  # stands in for a user's Ctrl-C at that moment
         raise KeyboardInterrupt
 
     expected = "interrupted ({}) before training started; a re-run starts it"
     with monkeypatch.context() as patch:  # while the job is built: the shell's 130
-        patch.setattr(scalinglab.models, "build_model", interrupted)
+        patch.setattr(scalinglab.train.job, "build_model", interrupted)
         cfg = make_cfg()
         with pytest.raises(SystemExit) as stop:
             run(cfg)
@@ -176,8 +178,9 @@ def test_ctrl_c_before_training_is_recorded_as_such(make_cfg, monkeypatch):
         record = read_record(Path(cfg.paths.output_dir) / "run.json")
         assert record["status"] == "failed"
         assert record["reason"] == expected.format("KeyboardInterrupt")
-    # while the data is generated, inside fit: Lightning turns Ctrl-C into its own exit(1)
-    monkeypatch.setattr(MNIST1D, "load", interrupted)
+    # while Lightning sets up the optimizer, inside fit: Lightning turns Ctrl-C into its own
+    # exit(1)
+    monkeypatch.setattr(Task, "configure_optimizers", interrupted)
     cfg = make_cfg("seed=1")
     with pytest.raises(SystemExit) as stop:
         run(cfg)

@@ -3,19 +3,22 @@
 Lightning validates on a fixed schedule (every n batches or epochs), and a fixed schedule
 either misses a run's early steps or evaluates thousands of times. Scaling work reads curves on
 log axes (Approach 1, data-scaling fits), so `LearningCurve` evaluates at steps spread evenly
-in log: the module's own `evaluate` on the datamodule's validation loaders, reduced by metrics
-of its own (torchmetrics, synced across DDP ranks), so the numbers are those Lightning's
-validation gives. Evaluating changes nothing in training (eval mode, no gradients, no random
-numbers drawn). The last row is the final validation, from the run record; train/run.py writes
-the rows to `curve.csv` (records/io.py).
+in log: the module's own `evaluate(batch)` on the datamodule's validation loaders (held-out
+data, then training examples when there is a second loader), reduced by metrics of its own
+(torchmetrics, synced across DDP ranks), so the numbers are those Lightning's validation
+gives. Evaluating changes nothing in training (eval mode, no gradients, no random numbers
+drawn). A LightningModule without `evaluate` gets a row at each of Lightning's own validations
+instead. The last row is the final validation, from the run record; train/run.py writes the
+rows to `curve.csv` (records/io.py).
 """
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from torchmetrics import MeanMetric
 
 from scalinglab import check_number
-from scalinglab.measure import epochs_seen, examples_seen, train_time, training_flops
+from scalinglab.measure import epochs_seen, train_time, training_flops
 from scalinglab.module import EVAL_SPLITS
 from scalinglab.records.schema import RunRecord
 
@@ -44,6 +47,7 @@ class LearningCurve(pl.Callback):
         self.rows: list[dict] = []
         self.steps: set[int] = set()
         self.total = 0  # the optimizer steps the run plans (its LR schedule's length)
+        self.examples_per_step = 0  # set by train/job.py (measure.examples_per_step)
         self.last_lr: float | None = None
         self.metrics: dict[str, MeanMetric] = {}  # "val/loss", ... : this callback's own
 
@@ -65,11 +69,23 @@ class LearningCurve(pl.Callback):
         step = trainer.global_step
         # Under gradient accumulation several batches end at one step: the first is right
         # after the optimizer step.
-        if step not in self.steps or any(r["step"] == step for r in self.rows):
+        if (step not in self.steps or not hasattr(pl_module, "evaluate")
+                or any(r["step"] == step for r in self.rows)):
             return
-        results = self._evaluate(trainer, pl_module)
+        self._add_row(trainer, self._evaluate(trainer, pl_module))
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        step = trainer.global_step
+        fitting = trainer.state.fn == TrainerFn.FITTING  # not the final trainer.validate
+        if (hasattr(pl_module, "evaluate") or trainer.sanity_checking or not fitting
+                or any(r["step"] == step for r in self.rows)):
+            return
+        self._add_row(trainer, {k: float(v) for k, v in trainer.callback_metrics.items()})
+
+    def _add_row(self, trainer: pl.Trainer, results: dict[str, float]) -> None:
+        step = trainer.global_step
         row = {"step": step, "progress": step / self.total, "epoch": epochs_seen(trainer),
-               "examples_seen": examples_seen(trainer), "time_s": train_time(trainer),
+               "examples_seen": step * self.examples_per_step, "time_s": train_time(trainer),
                "lr": _lr(trainer),
                "val_loss": results.get("val/loss"), "val_acc": results.get("val/acc"),
                "train_loss": results.get("train_eval/loss"),
@@ -87,11 +103,13 @@ class LearningCurve(pl.Callback):
         module.eval()
         precision = trainer.precision_plugin
         try:
+            loaders = trainer.datamodule.val_dataloader()
+            if not isinstance(loaders, list | tuple):
+                loaders = [loaders]
             with torch.no_grad(), precision.val_step_context():
-                for split, loader in zip(EVAL_SPLITS, trainer.datamodule.val_dataloader(),
-                                         strict=True):
+                for split, loader in zip(EVAL_SPLITS, loaders, strict=False):  # 1 or 2
                     for batch in loader:
-                        batch = precision.convert_input(batch)
+                        batch = trainer.strategy.batch_to_device(precision.convert_input(batch))
                         for name, value in module.evaluate(batch).items():
                             self._metric(f"{split}/{name}", module.device).update(
                                 value, weight=len(batch[1]))

@@ -1,5 +1,7 @@
-"""The RunRecorder callback: measures a job into its `RunRecord` and stops it on a non-finite
-loss. It measures; train/run.py writes the record (records/io.py)."""
+"""The RunRecorder callback: measures a job into its `RunRecord`, logs the axis every metric is
+plotted against (examples seen), and stops the job on a non-finite loss. It measures;
+train/run.py writes the record (records/io.py). What it reads of the LightningModule is only
+what the module logs: `val/loss` (required), `val/acc`, `train_eval/*` and `test/*`."""
 
 import logging
 import math
@@ -11,14 +13,8 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, Timer
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 
-from scalinglab.measure import (
-    PeakMemory,
-    epochs_seen,
-    examples_seen,
-    train_time,
-    training_flops,
-)
-from scalinglab.models import count_params
+from scalinglab import ConfigError
+from scalinglab.measure import PeakMemory, epochs_seen, train_time, training_flops
 from scalinglab.records.schema import CONFIG_KEYS, RunRecord
 
 log = logging.getLogger("scalinglab")
@@ -48,15 +44,15 @@ def stop_reason(trainer: pl.Trainer) -> str:
 
 
 class RunRecorder(pl.Callback):
-    """Measures the job: its size when fitting starts (also given to every logger as
-    hyperparameters, to filter and group by), the metrics of its last evaluation, its time,
-    memory and throughput. `record()` is the run record so far; `validated_at` says whether
-    the final weights were measured (train/job.py validates them when they were not)."""
+    """Measures the job: its size (set by train/job.py when it builds the model; given to every
+    logger as hyperparameters when fitting starts, to filter and group by), the metrics of its
+    last evaluation, its time, memory and throughput. `record()` is the run record so far;
+    `validated_at` says whether the final weights were measured (train/job.py validates them
+    when they were not)."""
 
-    def __init__(self, job: dict, config: dict, flops_per_example: int | None,
-                 check_every_n_steps: int = 50, job_start: float | None = None) -> None:
+    def __init__(self, job: dict, config: dict, check_every_n_steps: int = 50,
+                 job_start: float | None = None) -> None:
         self.job, self.config = job, config  # identity, name and overrides; resolved config
-        self.flops_per_example = flops_per_example  # counted once, when the job was built
         self.job_start, self.setup_s = job_start, None  # time.monotonic() when the job began
         self.check_every_n_steps, self.next_check = max(1, check_every_n_steps), 0
         self.diverged: str | None = None
@@ -64,7 +60,11 @@ class RunRecorder(pl.Callback):
         self.validated_at: int | None = None  # the optimizer step of the last validation
         # the last evaluation's metrics, kept here: trainer.test replaces callback_metrics
         self.metrics: dict[str, float] = {}
+        # family, depth, width, params, param_bytes, flops_per_example (counted once),
+        # train_size, data: what train/job.py measured when it built the job, and the
+        # examples one optimizer step takes (measure.examples_per_step)
         self.size: dict = {}
+        self.examples_per_step = 0
         self.memory: PeakMemory | None = None
         self.resumed = False
 
@@ -76,19 +76,8 @@ class RunRecorder(pl.Callback):
         self.best_val_loss, self.resumed = state["best_val_loss"], True
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        model, dm = pl_module.model, trainer.datamodule
         self.memory = PeakMemory(pl_module.device)
         self.memory.reset()
-        self.size = {
-            "family": getattr(model, "family", None),
-            "depth": getattr(model, "depth", None),
-            "width": getattr(model, "width", None),
-            "params": count_params(model),
-            "param_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
-            "flops_per_example": self.flops_per_example,
-            "train_size": len(dm.x_train),
-            "data": dm.name,
-        }
         size = self.record(trainer).to_dict()
         for logger in trainer.loggers:
             logger.log_hyperparams({"scalinglab": self.config,
@@ -101,6 +90,13 @@ class RunRecorder(pl.Callback):
             log.info("resuming from %s at step %d", trainer.ckpt_path, trainer.global_step)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        # W&B plots every metric against examples seen. The optimizer step is `trainer/step`: a
+        # metric named "step" would override Lightning's own (ModelCheckpoint's "{step}").
+        # Logged only on the steps Lightning sends to the loggers: each call costs ~0.4 ms.
+        every, step = trainer.log_every_n_steps, trainer.global_step
+        if every and step and step % every == 0:
+            pl_module.log_dict({"trainer/examples_seen": float(step * self.examples_per_step),
+                                "trainer/step": float(step)}, on_step=True, on_epoch=False)
         # Reading the loss forces a device sync, so check every n steps, not every step.
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if trainer.global_step < self.next_check or loss is None:
@@ -109,13 +105,25 @@ class RunRecorder(pl.Callback):
         if not torch.isfinite(loss).item():
             self._diverge(trainer, f"non-finite training loss by step {trainer.global_step}")
 
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # The same on every rank; sync_dist only keeps Lightning's epoch-level logging exact.
+        if not trainer.sanity_checking:
+            step = trainer.global_step
+            pl_module.log_dict({"trainer/examples_seen": float(step * self.examples_per_step),
+                                "trainer/step": float(step)}, sync_dist=True)
+
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
         self.validated_at = trainer.global_step
         self.metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
                         if k.startswith(("val/", "train_eval/"))}
-        val_loss = self.metrics.get("val/loss", math.nan)
+        if "val/loss" not in self.metrics:
+            logged = ", ".join(sorted(trainer.callback_metrics)) or "nothing"
+            raise ConfigError(f"module: {type(pl_module).__name__} logged no 'val/loss' in "
+                              f"validation (it logged: {logged}); scalinglab measures by it: "
+                              "self.log('val/loss', ...) in validation_step")
+        val_loss = self.metrics["val/loss"]
         if not math.isfinite(val_loss):
             self._diverge(trainer, f"non-finite validation loss at step {trainer.global_step}")
         else:
@@ -133,7 +141,7 @@ class RunRecorder(pl.Callback):
         """The run record as measured so far (status completed, or diverged)."""
         get = self.metrics.get
         val_loss, train_loss = get("val/loss"), get("train_eval/loss")
-        examples = examples_seen(trainer)
+        examples = trainer.global_step * self.examples_per_step
         time_s = train_time(trainer) if trainer.global_step else None
         budget = self.config.get("budget") or {}
         return RunRecord(
@@ -142,7 +150,7 @@ class RunRecorder(pl.Callback):
             stop_reason="diverged" if self.diverged else stop_reason(trainer),
             **self.job,
             **self.size,
-            train_flops=training_flops(self.flops_per_example, examples),
+            train_flops=training_flops(self.size.get("flops_per_example"), examples),
             examples_seen=examples,
             budget_flops=budget.get("flops"),
             budget_examples=budget.get("examples"),

@@ -1,4 +1,6 @@
-"""A teacher-student task: a fixed random teacher network labels Gaussian inputs.
+"""A teacher-student task: a fixed random teacher network labels Gaussian inputs, with its
+argmax (`task=classification`) or with its `outputs` values plus Gaussian noise
+(`task=regression`, for `module=regressor`).
 
 Samples are unlimited, so `train_size` is the data axis with no ceiling; the teacher depends only
 on `teacher_seed`, the sampled inputs on `seed`.
@@ -11,6 +13,7 @@ from scalinglab.data.cache import cached_arrays
 from scalinglab.data.tensors import TensorDataModule
 
 CHUNK = 4096
+TASKS = ("classification", "regression")
 
 
 class Synthetic(TensorDataModule):
@@ -19,17 +22,27 @@ class Synthetic(TensorDataModule):
 
     def __init__(self, input_dim: int = 32, num_classes: int = 10, teacher_width: int = 64,
                  val_size: int = 2000, teacher_seed: int = 0, seed: int = 1,
-                 label_noise: float = 0.0, train_size: int = 10000, **kwargs) -> None:
+                 label_noise: float = 0.0, train_size: int = 10000,
+                 task: str = "classification", outputs: int = 1, noise: float = 0.0,
+                 **kwargs) -> None:
+        if task not in TASKS:
+            raise ConfigError(f"data.task must be one of {', '.join(TASKS)}, got {task!r}")
         input_dim, teacher_width, val_size = (
             check_number(f"data.{key}", value, low=1, integer=True) for key, value in
             (("input_dim", input_dim), ("teacher_width", teacher_width), ("val_size", val_size)))
-        num_classes = check_number("data.num_classes", num_classes, low=2, integer=True)
-        label_noise = check_number("data.label_noise", label_noise, 0, 1)
+        if task == "regression":  # the teacher's values: `outputs` of them, noise added
+            num_classes = check_number("data.outputs", outputs, low=1, integer=True)
+            label_noise = check_number("data.noise", noise, low=0)
+        else:
+            num_classes = check_number("data.num_classes", num_classes, low=2, integer=True)
+            label_noise = check_number("data.label_noise", label_noise, 0, 1)
         if train_size is None:
             raise ConfigError("data.train_size must be set for data=synthetic "
                               "(its samples are unlimited)")
-        self.input_shape, self.num_classes = (input_dim,), num_classes
-        self.args = {"input_dim": input_dim, "num_classes": num_classes,
+        self.task, self.input_shape = task, (input_dim,)
+        if task == "classification":
+            self.num_classes = num_classes
+        self.args = {"task": task, "input_dim": input_dim, "num_classes": num_classes,
                      "teacher_width": teacher_width, "teacher_seed": teacher_seed, "seed": seed,
                      "label_noise": label_noise, "n": train_size + val_size}
         self.val_size = val_size
@@ -47,16 +60,26 @@ class Synthetic(TensorDataModule):
         for i in range(-(-a["n"] // CHUNK)):
             g = torch.Generator().manual_seed(a["seed"] * 1_000_003 + i)
             xc = torch.randn(CHUNK, a["input_dim"], generator=g)
-            yc = (torch.tanh(xc @ w1) @ w2).argmax(1)
-            flip = torch.rand(CHUNK, generator=g) < a["label_noise"]
-            yc[flip] = torch.randint(a["num_classes"], (int(flip.sum()),), generator=g)
+            out = torch.tanh(xc @ w1) @ w2
+            if a["task"] == "regression":
+                yc = out + a["label_noise"] * torch.randn(out.shape, generator=g)
+            else:
+                yc = out.argmax(1)
+                flip = torch.rand(CHUNK, generator=g) < a["label_noise"]
+                yc[flip] = torch.randint(a["num_classes"], (int(flip.sum()),), generator=g)
             chunks.append((xc, yc))
         x = torch.cat([c[0] for c in chunks])[: a["n"]]
         y = torch.cat([c[1] for c in chunks])[: a["n"]]
         return {"x": x.numpy(), "y": y.numpy()}
 
+    @property
+    def num_outputs(self) -> int:
+        return self.args["num_classes"]  # classes, or regression outputs
+
     def load(self):
         d = cached_arrays(self.data_dir, self.name, self.args, self._make)
-        x, y = torch.as_tensor(d["x"]), torch.as_tensor(d["y"], dtype=torch.long)
+        x = torch.as_tensor(d["x"])
+        y = torch.as_tensor(d["y"], dtype=torch.float32 if self.task == "regression" else
+                            torch.long)
         v = self.val_size
         return x[v:], y[v:], x[:v], y[:v]

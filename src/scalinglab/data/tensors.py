@@ -18,6 +18,7 @@ from collections.abc import Callable
 import lightning.pytorch as pl
 import torch
 from torch import Tensor
+from torch.utils.data import TensorDataset
 
 from scalinglab import ConfigError, check_number
 
@@ -54,6 +55,7 @@ class DeviceBatches:
                  transform: Callable[[Tensor], Tensor] | None = None,
                  device: torch.device | None = None) -> None:
         self.x, self.y, self.transform, self.device = x, y, transform, device
+        self.dataset = TensorDataset(x, y)  # what a DataLoader exposes: its examples
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.rank, self.world_size, self.group = rank, world_size, group
         self.epoch, self.taken = -1, 0  # the current epoch; batches of it handed to training
@@ -103,9 +105,10 @@ class DeviceBatches:
 
 
 class TensorDataModule(pl.LightningDataModule):
-    """Base for in-memory datasets. Subclasses set `input_shape`, `num_classes`, `train_pool`
-    (how many training examples exist) and implement `load()`. Data stored compactly (uint8
-    images) defines `train_transform` / `eval_transform`, applied on the device per batch."""
+    """Base for in-memory datasets. Subclasses set `input_shape`, `num_classes` (or override
+    `num_outputs`, for regression), `train_pool` (how many training examples exist) and
+    implement `load()`. Data stored compactly (uint8 images) defines `train_transform` /
+    `eval_transform`, applied on the device per batch."""
 
     name = "tensors"
     input_shape: tuple[int, ...]
@@ -150,6 +153,11 @@ class TensorDataModule(pl.LightningDataModule):
         self.train_batches: DeviceBatches | None = None
         self._train_state: dict | None = None  # the train loader's, from a checkpoint
         self._prepared: tuple[Tensor, ...] | None = None
+
+    @property
+    def num_outputs(self) -> int:
+        """The model's outputs: one per class."""
+        return self.num_classes
 
     def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Return (x_train, y_train, x_val, y_val) as CPU tensors."""
@@ -243,6 +251,11 @@ class TensorDataModule(pl.LightningDataModule):
                 DeviceBatches(self.x_train[:n][r::w], self.y_train[:n][r::w],
                               self.eval_batch_size, False, transform=self.eval_transform,
                               device=self.device)]
+
+    @property
+    def has_test_split(self) -> bool:
+        """A test split apart from validation: the held-out split, with val_from_train."""
+        return self.val_from_train is not None
 
     def test_dataloader(self) -> DeviceBatches:
         """The dataset's held-out split, when training examples validate (val_from_train)."""

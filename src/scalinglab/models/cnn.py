@@ -12,9 +12,8 @@ import math
 
 from torch import Tensor, nn
 
-from scalinglab import ConfigError
-from scalinglab.models.layers import activation
-from scalinglab.models.parametrization import Readout, tag
+from scalinglab import ConfigError, check_number
+from scalinglab.models.layers import check_activation, make_activation
 
 
 def spatial_dims(input_shape: tuple[int, ...]) -> int:
@@ -46,65 +45,63 @@ def blocks(input_shape: tuple[int, ...], depth: int, kernel_size=None, min_size:
     return plan, sizes
 
 
+POOLS = ("avg", "max", "flatten")
+
+
+def check(depth: int, kernel_size, pool: str, padding) -> None:
+    """The CNN's own settings, each error naming its `model.*` key."""
+    check_number("model.depth", depth, low=1, integer=True)
+    if pool not in POOLS:
+        raise ConfigError(f"model.pool={pool!r} is unknown; choose one of {', '.join(POOLS)}")
+    if padding is not None:
+        check_number("model.padding", padding, low=0, integer=True)
+    if kernel_size is None or isinstance(kernel_size, int):
+        return
+    if len(kernel_size) != depth:
+        raise ConfigError(f"model.kernel_size={list(kernel_size)} needs one size per block "
+                          f"(model.depth={depth})")
+    for k in kernel_size:
+        check_number("model.kernel_size", k, low=1, integer=True)
+
+
 class CNN(nn.Module):
     def __init__(
         self,
         input_shape: tuple[int, ...],
-        num_classes: int,
-        depth: int,
-        width: int,
-        activation_name: str = "relu",
+        num_outputs: int,
+        depth: int = 3,
+        width: int = 32,
+        activation: str = "relu",
         dropout: float = 0.0,
-        kernel_size: int | None = None,
+        kernel_size: int | list[int] | None = None,
         min_size: int = 4,
         pool: str = "flatten",
         padding: int | None = None,
-        readout_multiplier: float = 1.0,
-        zero_readout: bool = False,
     ) -> None:
         super().__init__()
+        check(depth, kernel_size, pool, padding)
+        width = check_number("model.width", width, low=1, integer=True)
+        dropout = check_number("model.dropout", dropout, 0, 1, high_open=True)
+        check_activation(activation)
         dims = spatial_dims(input_shape)
-        shape = (1, *input_shape) if len(input_shape) == 1 else input_shape
+        shape = (1, *input_shape) if len(input_shape) == 1 else tuple(input_shape)
         self.input_shape = shape
         conv = nn.Conv2d if dims == 2 else nn.Conv1d
         plan, sizes = blocks(input_shape, depth, kernel_size, min_size, padding)
         channels, layers = shape[0], []
-        for i, (k, stride, pad) in enumerate(plan):
-            layers += [tag(conv(channels, width, k, stride=stride, padding=pad),
-                           "hidden" if i else "input")]
-            layers.append(activation(activation_name))
+        for k, stride, pad in plan:
+            layers += [conv(channels, width, k, stride=stride, padding=pad),
+                       make_activation(activation)]
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             channels = width
-        if pool == "flatten":
-            layers += [nn.Flatten(), Readout(width * math.prod(sizes), num_classes,
-                                             readout_multiplier, zero_readout)]
+        if pool == "flatten":  # the readout sees the whole last feature map
+            layers += [nn.Flatten(), nn.Linear(width * math.prod(sizes), num_outputs)]
         else:
             pooling = {"max": (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d),
                        "avg": (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)}[pool][dims - 1]
-            layers += [pooling(1), nn.Flatten(),
-                       Readout(width, num_classes, readout_multiplier, zero_readout)]
+            layers += [pooling(1), nn.Flatten(), nn.Linear(width, num_outputs)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x.reshape(x.shape[0], *self.input_shape))
-
-
-def cnn_params(
-    input_shape: tuple[int, ...],
-    num_classes: int,
-    depth: int,
-    width: int,
-    kernel_size=None,
-    min_size: int = 4,
-    pool: str = "flatten",
-    padding: int | None = None,
-) -> int:
-    """Exact trainable parameter count of `CNN` (conv weights + biases + head)."""
-    plan, sizes = blocks(input_shape, depth, kernel_size, min_size, padding)
-    dims = spatial_dims(input_shape)
-    c_in = 1 if len(input_shape) == 1 else input_shape[0]
-    convs = sum((k**dims * (c_in if i == 0 else width) + 1) * width
-                for i, (k, _, _) in enumerate(plan))
-    features = width * math.prod(sizes) if pool == "flatten" else width
-    return convs + (features + 1) * num_classes

@@ -1,27 +1,42 @@
-"""Width parametrizations: standard (sp) and maximal update (mup; Yang et al. 2021, "Tensor
-Programs V", the table for Adam).
+"""Width parametrizations for any model with a size argument: standard (sp) and maximal update
+(mup; Yang et al. 2021, "Tensor Programs V", the table for Adam).
 
-Under muP, with m = width / base_width:
-- input weights (a fixed fan-in into the width) and every bias: init and Adam LR as in SP;
-- hidden weights (width into width, convolutions included): init as in SP (variance 1/fan-in),
-  Adam LR / m;
-- the readout (width into the classes): its input is multiplied by 1/m, LR as in SP, and it
-  starts at zero (weights and bias).
-So one LR tuned at the base width holds at every width. At width == base_width, muP is SP but
-for the readout's zero start.
-AdamW decays a weight by lr x weight_decay each step; a hidden group's weight decay is scaled
-by m so that this per-step decay is the same at every width.
+Each parameter's role comes from its shape at two sizes, the rule the `mup` package uses for
+its base shapes: a weight whose fan-out and fan-in both grow with the size argument is
+`hidden`, one whose fan-out alone grows is `input`, one whose fan-in alone grows is `readout`;
+a weight neither grows with is `fixed`, and vectors (biases, norms' gains) are `vector`. A
+weight is (fan-out, fan-in, ...) as in `nn.Linear` and `nn.ConvNd`; an `nn.Embedding`'s is
+(inputs, width).
 
-Our own few lines rather than the `mup` package: that needs a base and a delta model built per
-run (`set_base_shapes`) and its own optimizer classes, and these two families have exactly
-three kinds of layer, tagged by the models themselves (`role`).
+Under muP, with m = size / base_width:
+- input, fixed and vector parameters: init and Adam LR as in SP;
+- hidden weights: init as in SP (variance 1/fan-in), Adam LR / m;
+- the readout: its input is multiplied by 1/m (a forward pre-hook on its module, as the mup
+  package's MuReadout), LR as in SP, and its weight and bias start at zero.
+So one LR tuned at the base width holds at every width. At size == base_width, muP is SP but
+for the readout's zero start. AdamW decays a weight by lr x weight_decay each step; a hidden
+group's weight decay is scaled by m so that this per-step decay is the same at every width.
 """
 
-from torch import Tensor, nn
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
 
 from scalinglab import ConfigError, check_number
 
 PARAMETRIZATIONS = ("sp", "mup")
+ROLES = ("input", "hidden", "readout", "fixed", "vector")
+
+
+@dataclass(frozen=True)
+class MuP:
+    """What the optimizer groups need of a muP model: its width multiplier m and each
+    parameter's role, by name. Set on the model as `model.mup` by `apply`."""
+
+    width_mult: float
+    roles: dict[str, str]
 
 
 def check(parametrization: str, base_width) -> float:
@@ -32,51 +47,74 @@ def check(parametrization: str, base_width) -> float:
     return check_number("model.base_width", base_width, low=1)
 
 
-def tag(layer: nn.Module, role: str) -> nn.Module:
-    """Mark a layer's role for the optimizer groups."""
-    layer.role = role
-    return layer
+def _fans(module: nn.Module, shape: torch.Size) -> tuple[int, int]:
+    """(fan-out, fan-in) of a weight of `shape` held by `module`."""
+    return (shape[1], shape[0]) if isinstance(module, nn.Embedding) else (shape[0], shape[1])
 
 
-class Readout(nn.Linear):
-    """The head: a linear layer whose weights' contribution is scaled by `multiplier` (1/m
-    under muP), and whose weights and bias start at zero under muP (the mup package's
-    readout_zero_init)."""
+def roles(small: nn.Module, large: nn.Module) -> dict[str, str]:
+    """Each parameter's role, from the same model built at two sizes (`large` the larger)."""
+    at_large = dict(large.named_parameters())
+    if set(at_large) != {name for name, _ in small.named_parameters()}:
+        raise ConfigError("model: its parameters are not the same at two sizes (only their "
+                          "shapes may change with the size argument), so muP cannot match "
+                          "them up")
+    out = {}
+    for name, p in small.named_parameters():
+        if p.ndim < 2:
+            out[name] = "vector"
+            continue
+        owner = small.get_submodule(name.rpartition(".")[0])
+        (out_a, in_a), (out_b, in_b) = _fans(owner, p.shape), _fans(owner, at_large[name].shape)
+        grows = (out_b != out_a, in_b != in_a)
+        out[name] = {(True, True): "hidden", (True, False): "input",
+                     (False, True): "readout", (False, False): "fixed"}[grows]
+    return out
 
-    def __init__(self, in_features: int, out_features: int, multiplier: float = 1.0,
-                 zero_init: bool = False) -> None:
-        super().__init__(in_features, out_features)
+
+class ScaleInput:
+    """A forward pre-hook: the module's input times `multiplier` (muP's readout, 1/m)."""
+
+    def __init__(self, multiplier: float) -> None:
         self.multiplier = multiplier
-        if zero_init:  # PyTorch's default init scales both with the width
-            nn.init.zeros_(self.weight)
-            nn.init.zeros_(self.bias)
-        tag(self, "readout")
 
-    def forward(self, x: Tensor) -> Tensor:
-        # on the input, as the mup package's MuReadout: the bias is not scaled
-        return super().forward(x if self.multiplier == 1.0 else x * self.multiplier)
+    def __call__(self, module: nn.Module, args: tuple) -> tuple:
+        return (args[0] * self.multiplier, *args[1:])
 
 
-def width_mult(model: nn.Module) -> float:
-    """m = width / base_width under muP; 1 under SP."""
-    if getattr(model, "parametrization", "sp") != "mup":
-        return 1.0
-    return model.width / model.base_width
+def apply(model: nn.Module, build: Callable[[int], nn.Module], size: int,
+          base_width: float) -> nn.Module:
+    """Make `model` (built at `size`) a muP model: its roles from `build` at two sizes, its
+    readout scaled by 1/m and zeroed, `model.mup` set."""
+    found = roles(build(size), build(2 * size))
+    m = size / base_width
+    readouts = {name.rpartition(".")[0] for name, role in found.items() if role == "readout"}
+    for name in readouts:
+        module = model.get_submodule(name)
+        module.register_forward_pre_hook(ScaleInput(1 / m))
+        with torch.no_grad():  # PyTorch's default init scales with the width: start at zero
+            for p in module.parameters(recurse=False):
+                p.zero_()
+    model.mup = MuP(m, found)
+    return model
 
 
 def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict]:
-    """AdamW parameter groups: no weight decay on biases; under muP, hidden weights at lr / m
-    with weight decay x m. The first group is always at `lr` (it is the one logged)."""
-    m = width_mult(model)
+    """AdamW parameter groups: no weight decay on vectors (biases, norms); under muP, hidden
+    weights at lr / m with weight decay x m. The first group is always at `lr` (it is the one
+    logged). Use it in your own LightningModule's `configure_optimizers` for muP."""
+    mup: MuP | None = getattr(model, "mup", None)
+    m = mup.width_mult if mup is not None else 1.0
     decay, no_decay, hidden = [], [], []
-    for module in model.modules():
-        for name, p in module.named_parameters(recurse=False):
-            if p.ndim < 2 or name != "weight":
-                no_decay.append(p)
-            elif getattr(module, "role", None) == "hidden" and m != 1.0:
-                hidden.append(p)
-            else:
-                decay.append(p)
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim < 2:
+            no_decay.append(p)
+        elif mup is not None and mup.roles.get(name) == "hidden" and m != 1.0:
+            hidden.append(p)
+        else:
+            decay.append(p)
     groups = [{"params": decay, "lr": lr, "weight_decay": weight_decay},
               {"params": no_decay, "lr": lr, "weight_decay": 0.0},
               {"params": hidden, "lr": lr / m, "weight_decay": weight_decay * m}]

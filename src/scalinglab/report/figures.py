@@ -42,7 +42,7 @@ def performance(section: dict, table: pd.DataFrame, keys: list[str], out: Path) 
         plot_fits(section["report"], out / "performance_loss",
                   title=f"{section['y']} vs params", suffixes=(".png",))
         images.append("performance_loss.png")
-    if "val_acc" in table:
+    if "val_acc" in table and table["val_acc"].notna().any():  # a regressor has none
         images.append(lines(table, keys, "val_acc", "val_acc", out / "performance_acc.png",
                             logy=False))
     return images

@@ -165,7 +165,7 @@ def stopping_rule(table: pd.DataFrame, y: str, target_loss: float | None,
     questions = []
     if target_loss is not None:
         questions.append((y, target_loss, f"{y} ≤ {target_loss:.4g}"))
-    if target_acc is not None and "val_acc" in table:
+    if target_acc is not None and "val_acc" in table and table["val_acc"].notna().any():
         table = table.assign(val_err=1 - table["val_acc"])
         questions.append(("val_err", 1 - target_acc, f"val_acc ≥ {target_acc:.4g}"))
     rows, largest = [], float(table["params"].max())

@@ -14,15 +14,16 @@ from omegaconf import DictConfig
 from scalinglab.identity import register_resolver as register_identity_resolver
 from scalinglab.launch.slots import configure_worker, packs_jobs
 from scalinglab.launch.slurm import register_resolver as register_slurm_resolver
+from scalinglab.train.quiet import quiet_hydra, quiet_lightning
 
 log = logging.getLogger("scalinglab")
 register_identity_resolver()  # ${job_name:} and ${run_name:}, before Hydra composes
 register_slurm_resolver()     # ${slurm_gpus:...}
+quiet_hydra()
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> dict:
-    from scalinglab.train.quiet import quiet_lightning
     from scalinglab.train.run import run_job
 
     quiet_lightning()

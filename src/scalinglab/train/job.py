@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint, 
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities.model_helpers import is_overridden
 from omegaconf import DictConfig, OmegaConf
 
 from scalinglab import ConfigError, check_number
@@ -27,7 +28,8 @@ from scalinglab.callbacks.recorder import RunRecorder
 from scalinglab.callbacks.wandb_summary import WandbSummary
 from scalinglab.identity import job_identity
 from scalinglab.identity import register_resolver as register_resolvers
-from scalinglab.measure import forward_flops_per_example, training_flops
+from scalinglab.measure import examples_per_step, forward_flops_per_example, training_flops
+from scalinglab.models import build_model
 from scalinglab.records.schema import RunRecord
 
 MATMUL_PRECISIONS = ("highest", "high", "medium")
@@ -72,7 +74,7 @@ def trainer_settings(trainer_cfg: DictConfig) -> dict:
     return settings
 
 
-def budget_steps(budget, flops_per_example: int, examples_per_step: int) -> int | None:
+def budget_steps(budget, flops_per_example: int, per_step: int) -> int | None:
     """Optimizer steps for a job's compute budget (`budget.flops` or `budget.examples`): the
     nearest whole number of steps, so the job's train_flops (examples) land within half a
     step's of the budget. None when no budget is set."""
@@ -82,16 +84,16 @@ def budget_steps(budget, flops_per_example: int, examples_per_step: int) -> int 
     if flops is None and examples is None:
         return None
     if flops is not None:
-        per_step = training_flops(flops_per_example, examples_per_step)
+        cost = training_flops(flops_per_example, per_step)
         key, value = "budget.flops", check_number("budget.flops", flops, low=0, low_open=True)
     else:
-        per_step = examples_per_step
+        cost = per_step
         key, value = "budget.examples", check_number("budget.examples", examples, low=0,
                                                      low_open=True)
-    steps = round(value / per_step)
+    steps = round(value / cost)
     if steps < 1:
-        raise ConfigError(f"{key}={value:g} is less than one optimizer step ({per_step:g}: "
-                          f"{examples_per_step} examples); raise it or lower data.batch_size")
+        raise ConfigError(f"{key}={value:g} is less than one optimizer step ({cost:g}: "
+                          f"{per_step} examples); raise it or lower data.batch_size")
     return steps
 
 
@@ -121,6 +123,27 @@ def clock(settings: dict, callbacks: list[pl.Callback]) -> list[pl.Callback]:
         raise ConfigError(f"trainer.max_time: {e}") from None
 
 
+def first_batch(datamodule: pl.LightningDataModule):
+    """The training loader and one real batch of it, read as Lightning will read them
+    (prepare_data, setup, train_dataloader), without touching the random state training
+    starts from (a shuffling sampler draws its seed). Any LightningDataModule whose loaders
+    yield `(x, y)` tensors will do."""
+    with torch.random.fork_rng(devices=[]):
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        loader = datamodule.train_dataloader()
+        batch = next(iter(loader), None)
+    if batch is None:
+        raise ConfigError("data: the training loader yields no batch")
+    if not (isinstance(batch, list | tuple) and len(batch) == 2
+            and all(isinstance(t, torch.Tensor) for t in batch)):
+        kind = (f"a {type(batch).__name__} of {len(batch)}" if isinstance(batch, list | tuple)
+                else f"a {type(batch).__name__}")
+        raise ConfigError(f"data: the training loader must yield (x, y) batches of two "
+                          f"tensors; it yields {kind}")
+    return loader, batch
+
+
 def build(cfg: DictConfig, identity: dict | None = None) -> Job:
     """Everything the job needs, built from its config, with every value checked before any
     training; it writes into `paths.output_dir`. `identity`: the job's identity, name and
@@ -135,57 +158,71 @@ def build(cfg: DictConfig, identity: dict | None = None) -> Job:
     torch.set_float32_matmul_precision(precision)
     pl.seed_everything(check_number("seed", cfg.seed, integer=True), workers=True, verbose=False)
     settings = trainer_settings(cfg.trainer)
-    model_cfg = {k: v for k, v in cfg.model.items() if k != "compile"}
     try:
         datamodule = hydra.utils.instantiate(cfg.data)
-        model = hydra.utils.instantiate(model_cfg, input_shape=datamodule.input_shape,
-                                        num_classes=datamodule.num_classes)
-        # Counted once, on the eager model: the record's FLOPs and a FLOP budget's steps.
-        flops = forward_flops_per_example(model, datamodule.input_shape)
-        if cfg.model.get("compile"):
-            model.compile()  # in place: the same module, parameters and checkpoint keys
-        module = hydra.utils.instantiate(cfg.module, model=model, _convert_="all")
-        # A compute budget replaces max_epochs: the step count comes from the model's measured
-        # FLOPs, and the LR schedule spans exactly it.
-        steps = budget_steps(cfg.get("budget") or {}, flops,
-                             datamodule.batch_size * settings.get("accumulate_grad_batches", 1))
-        if steps is not None:
-            settings.update(max_steps=steps, max_epochs=-1)
         recorder = RunRecorder(identity or job_identity(cfg),
-                               OmegaConf.to_container(cfg, resolve=True), flops,
+                               OmegaConf.to_container(cfg, resolve=True),
                                check_every_n_steps=settings.get("log_every_n_steps") or 50,
                                job_start=job_start)
         curve = LearningCurve((cfg.get("curve") or {}).get("points", 0))
         user = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
         loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
-        callbacks = [recorder, curve, *checkpoints(cfg, output_dir), *user,
-                     *clock(settings, user)]
-        if any(isinstance(lg, WandbLogger) for lg in loggers):
-            callbacks.append(WandbSummary())
-        plugins = []
-        if (signum := submitit_signal()) is not None:
-            # A submitit job on SLURM: submitit owns requeueing (callbacks/preemption.py), so
-            # Lightning's own SLURM requeue is off. Ranks still come from SLURM's environment.
-            callbacks.append(Preemption(signum))
-            plugins.append(SLURMEnvironment(auto_requeue=False))
-        try:
-            trainer: pl.Trainer = hydra.utils.instantiate(
-                settings, callbacks=callbacks, logger=loggers or False,
-                **({"plugins": plugins} if plugins else {}), _convert_="all")
-        except InstantiationException as e:  # the Trainer refusing its arguments: config
-            raise ConfigError(f"trainer: {_unwrap(e)}") from None
     except InstantiationException as e:
         raise _unwrap(e) from None
-    if datamodule.batch_size % trainer.world_size:  # known now, before any data is read
-        raise ConfigError(f"data.batch_size={datamodule.batch_size} is global and must divide "
-                          f"evenly across {trainer.world_size} processes")
+    callbacks = [recorder, curve, *checkpoints(cfg, output_dir), *user, *clock(settings, user)]
+    if any(isinstance(lg, WandbLogger) for lg in loggers):
+        callbacks.append(WandbSummary())
+    plugins = []
+    if (signum := submitit_signal()) is not None:
+        # A submitit job on SLURM: submitit owns requeueing (callbacks/preemption.py), so
+        # Lightning's own SLURM requeue is off. Ranks still come from SLURM's environment.
+        callbacks.append(Preemption(signum))
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    try:
+        trainer: pl.Trainer = hydra.utils.instantiate(
+            settings, callbacks=callbacks, logger=loggers or False,
+            **({"plugins": plugins} if plugins else {}), _convert_="all")
+    except InstantiationException as e:  # the Trainer refusing its arguments: config
+        raise ConfigError(f"trainer: {_unwrap(e)}") from None
+
+    # The data as Lightning will serve it (our datamodules split their global batch across
+    # the trainer's ranks), then the model: sized, parametrized, and its FLOPs counted once,
+    # on one real example, eagerly.
+    datamodule.trainer = trainer
+    loader, (x, _) = first_batch(datamodule)
+    built = build_model(OmegaConf.to_container(cfg.model, resolve=True), datamodule)
+    flops = forward_flops_per_example(built.model, x)
+    if cfg.model.get("compile"):
+        built.model.compile()  # in place: the same module, parameters and checkpoint keys
+    try:
+        module = hydra.utils.instantiate(cfg.module, model=built.model, _convert_="all")
+    except InstantiationException as e:
+        raise _unwrap(e) from None
+    # A compute budget replaces max_epochs: the step count comes from the model's measured
+    # FLOPs, and the LR schedule spans exactly it.
+    per_step = examples_per_step(loader, trainer.world_size, trainer.accumulate_grad_batches)
+    steps = budget_steps(cfg.get("budget") or {}, flops, per_step)
+    if steps is not None:  # the Trainer exists by now (its world size sets the global batch)
+        trainer.fit_loop.epoch_loop.max_steps, trainer.fit_loop.max_epochs = steps, -1
+    recorder.examples_per_step = curve.examples_per_step = per_step
+    recorder.size = {"family": built.family, "depth": built.depth, "width": built.width,
+                     "params": built.params, "param_bytes": built.param_bytes,
+                     "flops_per_example": flops, "train_size": len(loader.dataset),
+                     "data": getattr(datamodule, "name", None) or type(datamodule).__name__}
     return Job(cfg, output_dir, datamodule, module, trainer, recorder, curve)
+
+
+def has_test_split(datamodule: pl.LightningDataModule) -> bool:
+    """Whether the datamodule has a test split apart from its validation data: it defines
+    `test_dataloader` and does not say otherwise (`has_test_split = False`)."""
+    return (is_overridden("test_dataloader", datamodule)
+            and getattr(datamodule, "has_test_split", True))
 
 
 def fit(job: Job) -> RunRecord:
     """Train the job from its latest checkpoint, if any; measure the final weights when the
-    last step was not validated (and the test split, with data.val_from_train, once); return
-    the run record."""
+    last step was not validated (and the test split, once, when there is one); return the
+    run record."""
     trainer, module, data = job.trainer, job.module, job.datamodule
     if job.cfg.force and trainer.is_global_zero:  # start over: its checkpoints would be resumed
         shutil.rmtree(job.output_dir / "checkpoints", ignore_errors=True)
@@ -195,6 +232,6 @@ def fit(job: Job) -> RunRecord:
         validated = job.recorder.validated_at == trainer.global_step
         if trainer.global_step and not validated and trainer.limit_val_batches != 0:
             trainer.validate(module, datamodule=data, verbose=False)
-        if data.x_test is not None:
+        if has_test_split(data):
             trainer.test(module, datamodule=data, verbose=False)
     return job.recorder.record(trainer)

@@ -56,6 +56,8 @@ def quiet_lightning() -> None:
         warnings.filterwarnings("ignore", message=message)
 
 
-# Hydra warns at composition when ./conf (train.yaml's searchpath) does not exist: most users
-# have none, and that is fine.
-warnings.filterwarnings("ignore", message="provider=hydra.searchpath in main, path=conf is not")
+
+def quiet_hydra() -> None:
+    """Hydra warns at composition when ./conf (train.yaml's searchpath) does not exist: most
+    users have none, and that is fine. Before Hydra composes, so without Lightning."""
+    warnings.filterwarnings("ignore", message="provider=hydra.searchpath in main, path=conf is")

@@ -1,0 +1,1 @@
+"""A user's own study: a ResNet-style CNN (model.py) on scikit-learn's digits (data.py)."""

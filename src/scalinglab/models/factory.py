@@ -1,0 +1,176 @@
+"""Any model from its config. `model._target_` names a callable that returns an `nn.Module`
+(scalinglab's MLP and CNN, or your own); every key of `model` is its argument except
+scalinglab's own:
+- `family`: the record's family (and the W&B job type);
+- `size_arg`: the argument that sizes the model (default `width`);
+- `target_params`: solve `size_arg` for this many parameters, by building candidates on the
+  meta device and counting (no memory, milliseconds);
+- `parametrization`, `base_width`: sp or mup (models/parametrization.py);
+- `compile`: torch.compile the model (train/job.py).
+The datamodule's `input_shape`, `num_classes` and `num_outputs` reach the callable when it takes
+an argument of that name and the config does not set one.
+"""
+
+import importlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from torch import nn
+
+from scalinglab import ConfigError, check_number
+from scalinglab.models import parametrization
+
+SCALINGLAB_KEYS = ("family", "size_arg", "target_params", "parametrization", "base_width",
+                   "compile")
+DATA_ARGS = ("input_shape", "num_classes", "num_outputs")
+MAX_SIZE = 1 << 24
+
+
+@dataclass(frozen=True)
+class Built:
+    """A built model and what the record says of it."""
+
+    model: nn.Module
+    family: str | None
+    depth: int | None
+    width: int | None  # the size argument's value (solved from target_params), unless that is
+    # the depth
+    params: int
+    param_bytes: int
+
+
+def count_params(model: nn.Module) -> int:
+    """Trainable parameters, counted on the built module."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _unwrap(error: BaseException) -> BaseException:
+    while isinstance(error, InstantiationException) and error.__cause__ is not None:
+        error = error.__cause__
+    return error
+
+
+def _call(factory: Callable[..., nn.Module], size_arg: str, size: int) -> nn.Module:
+    """The model at one size; the factory's own errors as config errors (they are the config's
+    values, found before any training)."""
+    try:
+        model = factory(**{size_arg: size})
+    except ConfigError:
+        raise
+    except Exception as e:
+        error = _unwrap(e)
+        if isinstance(error, ConfigError):
+            raise error from None
+        raise ConfigError(f"model: {type(error).__name__}: {error}") from None
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model._target_ returned a {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def _light(factory: Callable[..., nn.Module], size_arg: str, size: int) -> nn.Module:
+    """The model at one size on the meta device (no memory, no init), or on the CPU for a
+    model whose constructor needs real tensors: for counting and for shapes only."""
+    try:
+        with torch.device("meta"):
+            return factory(**{size_arg: size})
+    except Exception:
+        return _call(factory, size_arg, size)
+
+
+def solve_size(count: Callable[[int], int], target: float, size_arg: str) -> int:
+    """The integer size whose parameter count is closest to `target`; counts must grow with
+    the size."""
+    smallest = count(1)
+    if target < smallest:
+        raise ConfigError(f"model.target_params={target:g} is below the smallest model: "
+                          f"{smallest:,} parameters at model.{size_arg}=1")
+    hi, at_hi = 1, smallest
+    while at_hi < target:  # double up to the target, then bisect
+        if hi >= MAX_SIZE:
+            raise ConfigError(f"model.target_params={target:g} needs model.{size_arg} above "
+                              f"{MAX_SIZE}")
+        at_next = count(2 * hi)
+        if at_next <= at_hi:
+            raise ConfigError(f"model.{size_arg} does not change the parameter count ({at_hi:,} "
+                              f"at {hi} and {at_next:,} at {2 * hi}): set model.size_arg to the "
+                              "argument that sizes the model")
+        hi, at_hi = 2 * hi, at_next
+    lo = max(1, hi // 2)
+    while lo < hi:  # the smallest size with count >= target
+        mid = (lo + hi) // 2
+        if count(mid) >= target:
+            hi = mid
+        else:
+            lo = mid + 1
+    return min((s for s in (hi - 1, hi) if s >= 1), key=lambda s: abs(count(s) - target))
+
+
+def locate(path: str):
+    """The object `path` names (a.b.C: module a.b, attribute C), or a config error naming
+    `model._target_`."""
+    parts = path.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        module = ".".join(parts[:i])
+        try:
+            obj = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name is not None and module.startswith(e.name):
+                continue  # a shorter prefix may be the module
+            raise
+        try:
+            for name in parts[i:]:
+                obj = getattr(obj, name)
+        except AttributeError:
+            break
+        return obj
+    raise ConfigError(f"model._target_={path!r} cannot be imported")
+
+
+def _factory(model_cfg: dict, datamodule, size_arg: str) -> Callable[..., nn.Module]:
+    """The model's callable with every argument bound but the size."""
+    args = {k: v for k, v in model_cfg.items() if k not in SCALINGLAB_KEYS and k != size_arg}
+    target = args.get("_target_")
+    if not target:
+        raise ConfigError("model._target_ must name a callable that returns an nn.Module")
+    fn = locate(target)
+    accepted = inspect.signature(fn).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+    if size_arg not in accepted and not takes_any:
+        raise ConfigError(f"model.size_arg={size_arg!r}: {target} takes no argument "
+                          f"{size_arg!r}; set model.size_arg to the argument that sizes it")
+    for key in DATA_ARGS:
+        if key in accepted and key not in args and hasattr(datamodule, key):
+            args[key] = getattr(datamodule, key)
+    return partial(instantiate, args, _convert_="all")
+
+
+def build_model(model_cfg: dict, datamodule=None) -> Built:
+    """The model `model_cfg` describes (a plain dict of the `model` group), sized and
+    parametrized, its errors as config errors naming the `model.*` key."""
+    size_arg = str(model_cfg.get("size_arg") or "width")
+    base_width = parametrization.check(model_cfg.get("parametrization", "sp"),
+                                       model_cfg.get("base_width", 32))
+    factory = _factory(model_cfg, datamodule, size_arg)
+    size = model_cfg.get(size_arg)
+    if model_cfg.get("target_params") is not None:
+        target = check_number("model.target_params", model_cfg["target_params"], low=1)
+        size = solve_size(lambda s: count_params(_light(factory, size_arg, s)), target,
+                          size_arg)
+    elif size is not None:
+        size = check_number(f"model.{size_arg}", size, low=1, integer=True)
+    if size is None:
+        raise ConfigError(f"model.{size_arg} or model.target_params must be set")
+    model = _call(factory, size_arg, size)
+    if model_cfg.get("parametrization") == "mup":
+        model = parametrization.apply(model, lambda s: _light(factory, size_arg, s), size,
+                                      base_width)
+    # the record's depth and width: the config's, with the size argument's solved value
+    depth = size if size_arg == "depth" else model_cfg.get("depth")
+    width = model_cfg.get("width") if size_arg == "depth" else size
+    return Built(model, model_cfg.get("family"), depth, width, count_params(model),
+                 sum(p.numel() * p.element_size() for p in model.parameters()))
