@@ -17,6 +17,8 @@ import torch
 from lightning.pytorch.callbacks import Timer
 from torch.utils.flop_counter import FlopCounterMode
 
+from scalinglab import ConfigError
+
 
 def forward_flops_per_example(model: torch.nn.Module, x: torch.Tensor) -> int:
     """FLOPs of one forward pass of `model` on one example, the first of the batch `x`,
@@ -48,9 +50,18 @@ def batch_size(loader) -> int:
     if size is None and getattr(loader, "batch_sampler", None) is not None:
         size = getattr(loader.batch_sampler, "batch_size", None)
     if size is None:
-        raise ValueError(f"cannot tell the batch size of a {type(loader).__name__}: give it a "
-                         "`batch_size` (as a DataLoader has)")
+        raise ConfigError(f"data: cannot tell the batch size of a {type(loader).__name__}: "
+                          "give the training loader a `batch_size`, as a DataLoader has")
     return int(size)
+
+
+def dataset_size(loader) -> int | None:
+    """Examples in a loader's dataset (`len(loader.dataset)`); None when it has no length (an
+    iterable dataset)."""
+    try:
+        return len(loader.dataset)
+    except (AttributeError, TypeError):
+        return None
 
 
 def examples_per_step(loader, world_size: int, accumulate_grad_batches: int) -> int:

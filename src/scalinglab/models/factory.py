@@ -49,7 +49,8 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def _unwrap(error: BaseException) -> BaseException:
+def unwrap(error: BaseException) -> BaseException:
+    """Hydra wraps errors raised while instantiating; the original error."""
     while isinstance(error, InstantiationException) and error.__cause__ is not None:
         error = error.__cause__
     return error
@@ -63,7 +64,7 @@ def _call(factory: Callable[..., nn.Module], size_arg: str, size: int) -> nn.Mod
     except ConfigError:
         raise
     except Exception as e:
-        error = _unwrap(e)
+        error = unwrap(e)
         if isinstance(error, ConfigError):
             raise error from None
         raise ConfigError(f"model: {type(error).__name__}: {error}") from None

@@ -28,8 +28,14 @@ from scalinglab.callbacks.recorder import RunRecorder
 from scalinglab.callbacks.wandb_summary import WandbSummary
 from scalinglab.identity import job_identity
 from scalinglab.identity import register_resolver as register_resolvers
-from scalinglab.measure import examples_per_step, forward_flops_per_example, training_flops
+from scalinglab.measure import (
+    dataset_size,
+    examples_per_step,
+    forward_flops_per_example,
+    training_flops,
+)
 from scalinglab.models import build_model
+from scalinglab.models.factory import unwrap
 from scalinglab.records.schema import RunRecord
 
 MATMUL_PRECISIONS = ("highest", "high", "medium")
@@ -46,13 +52,6 @@ class Job:
     trainer: pl.Trainer
     recorder: RunRecorder
     curve: LearningCurve
-
-
-def _unwrap(error: BaseException) -> BaseException:
-    """Hydra wraps errors raised while instantiating; report the original error."""
-    while isinstance(error, InstantiationException) and error.__cause__ is not None:
-        error = error.__cause__
-    return error
 
 
 def trainer_settings(trainer_cfg: DictConfig) -> dict:
@@ -168,7 +167,7 @@ def build(cfg: DictConfig, identity: dict | None = None) -> Job:
         user = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
         loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
     except InstantiationException as e:
-        raise _unwrap(e) from None
+        raise unwrap(e) from None
     callbacks = [recorder, curve, *checkpoints(cfg, output_dir), *user, *clock(settings, user)]
     if any(isinstance(lg, WandbLogger) for lg in loggers):
         callbacks.append(WandbSummary())
@@ -183,7 +182,7 @@ def build(cfg: DictConfig, identity: dict | None = None) -> Job:
             settings, callbacks=callbacks, logger=loggers or False,
             **({"plugins": plugins} if plugins else {}), _convert_="all")
     except InstantiationException as e:  # the Trainer refusing its arguments: config
-        raise ConfigError(f"trainer: {_unwrap(e)}") from None
+        raise ConfigError(f"trainer: {unwrap(e)}") from None
 
     # The data as Lightning will serve it (our datamodules split their global batch across
     # the trainer's ranks), then the model: sized, parametrized, and its FLOPs counted once,
@@ -197,7 +196,7 @@ def build(cfg: DictConfig, identity: dict | None = None) -> Job:
     try:
         module = hydra.utils.instantiate(cfg.module, model=built.model, _convert_="all")
     except InstantiationException as e:
-        raise _unwrap(e) from None
+        raise unwrap(e) from None
     # A compute budget replaces max_epochs: the step count comes from the model's measured
     # FLOPs, and the LR schedule spans exactly it.
     per_step = examples_per_step(loader, trainer.world_size, trainer.accumulate_grad_batches)
@@ -207,7 +206,7 @@ def build(cfg: DictConfig, identity: dict | None = None) -> Job:
     recorder.examples_per_step = curve.examples_per_step = per_step
     recorder.size = {"family": built.family, "depth": built.depth, "width": built.width,
                      "params": built.params, "param_bytes": built.param_bytes,
-                     "flops_per_example": flops, "train_size": len(loader.dataset),
+                     "flops_per_example": flops, "train_size": dataset_size(loader),
                      "data": getattr(datamodule, "name", None) or type(datamodule).__name__}
     return Job(cfg, output_dir, datamodule, module, trainer, recorder, curve)
 
