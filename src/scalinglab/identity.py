@@ -60,12 +60,16 @@ def identity(cfg: DictConfig) -> str:
 
 
 def run_name(cfg: DictConfig) -> str:
-    """A readable name from the size settings, e.g. `mlp-d2-w128-s0` (not unique)."""
+    """A readable name from the size settings, e.g. `mlp-d2-w128-s0` (not unique); a model
+    without a depth key has no `d` part, e.g. `resnet-n5000-s0`."""
     model, data = cfg.get("model", {}), cfg.get("data", {})
     target = model.get("target_params")
+    width = model.get(model.get("size_arg") or "width")  # the size argument's value
     size = (f"n{target:g}" if isinstance(target, int | float) else f"n{target}"
-            if target is not None else f"w{model.get('width')}")
-    parts = [str(model.get("family", "model")), f"d{model.get('depth')}", size]
+            if target is not None else f"w{width}")
+    depth = model.get("depth")
+    parts = [str(model.get("family", "model")), *([f"d{depth}"] if depth is not None else []),
+             size]
     if data.get("train_size") is not None:
         parts.append(f"D{data.get('train_size')}")
     return "-".join([*parts, f"s{cfg.get('seed')}"])
