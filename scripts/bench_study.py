@@ -22,7 +22,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 
 def plain(overrides: list[str], data_dir: str) -> None:
@@ -55,7 +54,7 @@ def plain(overrides: list[str], data_dir: str) -> None:
             cfg = compose("train", overrides=["experiment=study", *overrides, *job])
         torch.manual_seed(cfg.seed)
         model = build_model(OmegaConf.to_container(cfg.model, resolve=True),
-                            SimpleNamespace(input_shape=(1, 40), num_outputs=10)).model
+                            {"input_shape": (1, 40), "num_outputs": 10}).model
         decay = [p for p in model.parameters() if p.ndim >= 2]
         rest = [p for p in model.parameters() if p.ndim < 2]
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.module.weight_decay},

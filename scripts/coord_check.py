@@ -27,15 +27,15 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from scalinglab import CONF_DIR
-from scalinglab.models import build_model
+from scalinglab.models import build_model, data_args
 from scalinglab.models.parametrization import param_groups
 from scalinglab.train.job import first_batch
 
 
-def activations(model_cfg: dict, data, x, y, loss, steps: int, lr: float,
-                seed: int) -> dict[str, float]:
-    """Mean |output| of each layer with a width-dependent weight, on the batch, after `steps`
-    AdamW steps on it."""
+def activations(model_cfg: dict, data: dict, roles: dict[str, str], x, y, loss, steps: int,
+                lr: float, seed: int) -> dict[str, float]:
+    """Mean |output| of each layer with a width-dependent weight (by `roles`), on the batch,
+    after `steps` AdamW steps on it."""
     torch.manual_seed(seed)
     model = build_model(model_cfg, data).model
     opt = torch.optim.AdamW(param_groups(model, lr, 0.0), lr=lr)
@@ -44,7 +44,7 @@ def activations(model_cfg: dict, data, x, y, loss, steps: int, lr: float,
         loss(model(x), y).backward()
         opt.step()
     layers, hidden = [], 0
-    for name, role in model_roles(model_cfg, data).items():
+    for name, role in roles.items():
         if role in ("input", "hidden", "readout") and name.endswith("weight"):
             label = f"hidden{hidden}" if role == "hidden" else role
             hidden += role == "hidden"
@@ -60,11 +60,6 @@ def activations(model_cfg: dict, data, x, y, loss, steps: int, lr: float,
     return seen
 
 
-def model_roles(model_cfg: dict, data) -> dict[str, str]:
-    """Each parameter's role, as muP infers it (whatever the config's parametrization)."""
-    return build_model({**model_cfg, "parametrization": "mup"}, data).model.mup.roles
-
-
 def coord_check(overrides: list[str] = (), widths=(32, 64, 128, 256, 512, 1024),
                 steps: int = 5, lr: float = 3e-3, base_width: int = 32, seeds=(0, 1, 2),
                 data_dir: str = "data", batch: int = 256) -> dict:
@@ -73,18 +68,21 @@ def coord_check(overrides: list[str] = (), widths=(32, 64, 128, 256, 512, 1024),
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("train", overrides=[*overrides, f"paths.data_dir={data_dir}",
                                           f"data.batch_size={batch}", "paths.output_dir=."])
-    data = instantiate(cfg.data)
-    _, (x, y) = first_batch(data)
+    datamodule = instantiate(cfg.data)
+    _, (x, y) = first_batch(datamodule)
+    data = data_args(datamodule, x)
     module = instantiate(cfg.module, model=torch.nn.Identity())
     loss = getattr(module, "loss", F.cross_entropy)  # a scalinglab task's own loss
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     size_arg = model_cfg.get("size_arg") or "width"
     out = {"widths": list(widths), "model": cfg.model.get("family"), "size_arg": size_arg,
            "steps": steps, "lr": lr}
+    at = {**model_cfg, "target_params": None, "base_width": base_width}
+    # each parameter's role as muP infers it; the names are the same at every width
+    roles = build_model({**at, size_arg: widths[0], "parametrization": "mup"}, data).model.mup.roles
     for p in ("sp", "mup"):
-        runs = [[activations({**model_cfg, size_arg: w, "target_params": None,
-                              "parametrization": p, "base_width": base_width},
-                             data, x, y, loss, steps, lr, s) for w in widths] for s in seeds]
+        runs = [[activations({**at, size_arg: w, "parametrization": p}, data, roles, x, y, loss,
+                             steps, lr, s) for w in widths] for s in seeds]
         layers = runs[0][0].keys()
         curves = {name: [float(np.mean([run[i][name] for run in runs]))
                          for i in range(len(widths))] for name in layers}

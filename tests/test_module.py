@@ -152,3 +152,27 @@ def test_a_jobs_checkpoint_loads_with_load_from_checkpoint(make_cfg):
     loaded.eval()
     with torch.no_grad():
         assert torch.equal(loaded(x), job.module(x))  # the trained weights, not a fresh init
+
+
+def test_a_mup_jobs_checkpoint_loads_into_the_model_built_as_the_job_built_it(make_cfg):
+    """muP's readout multiplier is a hook, not a weight: rebuild the architecture with
+    build_model (as the reference says) and the reloaded model is the trained one."""
+    from omegaconf import OmegaConf
+
+    from scalinglab.models import build_model, data_args
+
+    cfg = make_cfg("trainer.max_epochs=1", "checkpoint.every_minutes=0", "model.width=64",
+                   "model.parametrization=mup")
+    job, _ = fit(cfg)
+    x = job.datamodule.x_val[:32]
+    model = build_model(OmegaConf.to_container(cfg.model, resolve=True),
+                        data_args(job.datamodule, x)).model
+    loaded = Classifier.load_from_checkpoint(
+        Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", model=model)
+    job.module.eval()
+    loaded.eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(x), job.module(x))
+        plain = MLP(input_shape=(1, 40), num_outputs=10, depth=cfg.model.depth, width=64)
+        plain.load_state_dict(job.module.model.state_dict())
+        assert not torch.allclose(plain(x), job.module(x))  # without the hook: 2x the logits

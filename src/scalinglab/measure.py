@@ -20,6 +20,16 @@ from torch.utils.flop_counter import FlopCounterMode
 from scalinglab import ConfigError
 
 
+@contextlib.contextmanager
+def rng_untouched(device: torch.device | None = None):
+    """Measure without moving the random state training draws from: the CPU's and, on a GPU,
+    that device's. A DataLoader's iterator draws a seed from it, augmentation on the device
+    draws there; a measurement must not shift the shuffles and dropout masks that follow."""
+    devices = [device] if device is not None and device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        yield
+
+
 def forward_flops_per_example(model: torch.nn.Module, x: torch.Tensor) -> int:
     """FLOPs of one forward pass of `model` on one example, the first of the batch `x`,
     counted by torch's flop counter (in eval mode, without gradients: dropout and autograd

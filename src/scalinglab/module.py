@@ -146,8 +146,8 @@ class Regressor(Task):
     """Mean squared error against real-valued targets: `val/loss` only, no accuracy."""
 
     def loss(self, output: Tensor, y: Tensor) -> Tensor:
-        return F.mse_loss(output.view_as(y), y)
+        return F.mse_loss(output.float().view_as(y), y.float())
 
     def evaluate(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
         x, y = batch
-        return {"loss": F.mse_loss(self(x).float().view_as(y), y.float())}
+        return {"loss": self.loss(self(x), y)}

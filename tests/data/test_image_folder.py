@@ -38,22 +38,24 @@ def folders(tmp_path):
     return tmp_path
 
 
-def train(folders, cli_env, *args, sweep: bool = False):
+def train(folders, cli_env, *args, sweep: bool = False, batch: int = 30):
     return run_cli(["scalinglab-train", *(["-m"] if sweep else []), "data=image_folder",
                     f"data.root={folders / 'train'}",
-                    "data.image_size=8", "data.batch_size=30", "model=cnn", "model.width=4",
+                    "data.image_size=8", f"data.batch_size={batch}", "model=cnn", "model.width=4",
                     "trainer.max_epochs=2", *args], cli_env, folders)
 
 
 def test_a_folder_of_images_trains_validates_and_tests(folders, cli_env):
     run = folders / "run"
     result = train(folders, cli_env, "data.val_from_train=30", f"data.val_root={folders / 'test'}",
-                   f"hydra.run.dir={run}")
+                   f"hydra.run.dir={run}", batch=40)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((run / "run.json").read_text())
     assert record["status"] == "completed" and record["data"] == "image_folder"
-    assert record["train_size"] == 90 and record["steps"] == 2 * 90 // 30  # 3 classes x 40 - 30
-    assert record["examples_seen"] == 180 and record["flops_per_example"] > 0
+    # 3 classes x 40 images, less 30 held out: 90 to train on, 2 whole batches of 40 an epoch
+    assert record["train_size"] == 90 and record["steps"] == 2 * 2
+    assert record["examples_seen"] == 4 * 40 and record["epochs"] == 2
+    assert record["flops_per_example"] > 0
     assert record["val_loss"] is not None and record["test_loss"] is not None
     assert record["train_loss"] is not None  # the second val loader: the train-val gap
     # 3 convs of 4 channels (3x3), the first at stride 2 (8 -> 4), then the 4 x 4 x 4 map

@@ -1,8 +1,6 @@
 """Any model: a callable of the user's, sized by its own argument, its parameters counted on
 the meta device, and its mistakes as one config error each."""
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 from torch import nn
@@ -10,7 +8,7 @@ from torch import nn
 from scalinglab import ConfigError
 from scalinglab.models import build_model, count_params, solve_size
 
-DATA = SimpleNamespace(input_shape=(3, 8, 8), num_classes=5, num_outputs=5)
+DATA = {"input_shape": (3, 8, 8), "num_classes": 5, "num_outputs": 5}
 
 
 class Block(nn.Module):
@@ -26,8 +24,11 @@ class Block(nn.Module):
 class TinyResNet(nn.Module):
     """A user's model: sized by `channels`, told its classes, not its input shape."""
 
+    built_for_real = 0  # constructions that allocated real parameters (not on meta)
+
     def __init__(self, num_classes: int, channels: int = 8, blocks: int = 2) -> None:
         super().__init__()
+        TinyResNet.built_for_real += torch.empty(0).device.type != "meta"
         self.stem = nn.Conv2d(3, channels, 3, padding=1)
         self.blocks = nn.Sequential(*(Block(channels) for _ in range(blocks)))
         self.head = nn.Linear(channels, num_classes)
@@ -67,15 +68,15 @@ def cfg(target: str, **kw) -> dict:
 
 @pytest.mark.parametrize("target", ["TinyResNet", "tiny_resnet"])
 def test_a_users_model_is_sized_by_its_own_argument(target):
+    before = TinyResNet.built_for_real
     solved = build_model(cfg(target, size_arg="channels", target_params=20_000, blocks=3), DATA)
+    # built for real once: the candidates were counted on the meta device
+    assert TinyResNet.built_for_real == before + 1
     c = solved.width
-    assert solved.family == "resnet" and solved.params == count_params(solved.model)
-    assert solved.model.head.out_features == 5  # the data's num_classes reached it
+    assert solved.family == "resnet" and solved.model.head.out_features == 5  # the data's
     for other in (c - 1, c + 1):  # no other channel count comes closer
         neighbour = count_params(TinyResNet(5, other, 3))
         assert abs(solved.params - 20_000) <= abs(neighbour - 20_000)
-    # built on the CPU only once: the candidates were counted on the meta device
-    assert all(p.device.type == "cpu" for p in solved.model.parameters())
 
 
 def test_the_config_wins_over_the_data_and_a_fixed_size_needs_no_solving():
@@ -84,8 +85,11 @@ def test_the_config_wins_over_the_data_and_a_fixed_size_needs_no_solving():
 
 
 def test_a_constructor_the_meta_device_cannot_run_is_counted_on_the_cpu():
+    torch.manual_seed(3)
     solved = build_model(cfg("NeedsRealTensors", target_params=100), DATA)
     assert solved.width == 20 and solved.params == 100
+    torch.manual_seed(3)  # the CPU candidates left the random state as it was
+    assert torch.equal(solved.model.layer.weight, NeedsRealTensors(20).layer.weight)
 
 
 @pytest.mark.parametrize("model_cfg, match", [

@@ -2,7 +2,6 @@
 sizes, the optimizer groups, the readout, and the coordinate check."""
 
 import importlib.util
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,7 +13,7 @@ from scalinglab.models.parametrization import param_groups, roles
 from tests.helpers import ROOT
 from tests.models.test_factory import TinyResNet
 
-DATA = SimpleNamespace(input_shape=(1, 40), num_classes=10, num_outputs=10)
+DATA = {"input_shape": (1, 40), "num_classes": 10, "num_outputs": 10}
 
 
 def model(family="mlp", width=128, **kw):
@@ -76,7 +75,7 @@ def test_mup_readout_starts_at_zero_and_scales_its_input(family):
 def test_a_users_model_gets_mup_by_the_same_rule():
     cfg = {"_target_": "tests.models.test_factory.TinyResNet", "size_arg": "channels",
            "channels": 64, "parametrization": "mup", "base_width": 16}
-    mup = build_model(cfg, SimpleNamespace(num_classes=5)).model
+    mup = build_model(cfg, {"num_classes": 5}).model
     assert mup.mup.width_mult == 4 and not mup.head.weight.any()
     groups = param_groups(mup, 0.01, 0.1)
     hidden = [g for g in groups if g["lr"] == pytest.approx(0.01 / 4)]

@@ -64,7 +64,8 @@ class Net(nn.Module):
 
 
 class Plain(pl.LightningModule):
-    """A user's LightningModule: takes `model`, logs val/loss and val/acc, nothing else."""
+    """A user's LightningModule: takes `model`, logs val/loss and val/acc, nothing else (no
+    `evaluate`, no `test_step`)."""
 
     def __init__(self, model: nn.Module, lr: float = 0.01, log_val: bool = True):
         super().__init__()
@@ -117,11 +118,11 @@ def own(tmp_path, monkeypatch, data_dir):
         (tmp_path / "conf" / name).write_text(text)
     monkeypatch.chdir(tmp_path)  # train.yaml's search path, file://conf, is relative to it
 
-    def make(*overrides: str):
+    def make(*overrides: str, out: str = "run"):
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
             cfg = compose("train", overrides=[*TINY, *OWN, *overrides])
         with open_dict(cfg):
-            cfg.paths.output_dir, cfg.paths.data_dir = str(tmp_path / "run"), str(data_dir)
+            cfg.paths.output_dir, cfg.paths.data_dir = str(tmp_path / out), str(data_dir)
         return cfg
 
     return make
@@ -166,6 +167,39 @@ def test_a_users_lightning_module_is_measured_by_what_it_logs(own):
     assert rows[0]["val_loss"] > rows[-1]["val_loss"]
 
 
+class NoValidation(Plain):
+    validation_step = pl.LightningModule.validation_step
+
+
+class WithTest(LoaderData):
+    """A datamodule with a test split, for a module that has no test_step."""
+
+    def test_dataloader(self):
+        return DataLoader(self.val, batch_size=100)
+
+
+def test_the_curve_leaves_a_dataloaders_training_unchanged(own):
+    """Each evaluation iterates DataLoaders, whose iterators draw a seed from the random
+    state the next epoch's shuffle draws from: the curve puts it back."""
+    _, measured = fit(own("trainer.max_epochs=3", "curve.points=8", "model.hidden=32"))
+    _, plain = fit(own("trainer.max_epochs=3", "curve.points=0", "model.hidden=32",
+                       out="plain"))
+    assert measured["val_loss"] == plain["val_loss"] and measured["val_acc"] == plain["val_acc"]
+
+
+def test_the_builtin_models_take_their_input_shape_from_a_real_batch(own):
+    """The user's datamodule has no input_shape; scalinglab's MLP gets it from a batch, and
+    one output per class."""
+    _, record = fit(own("model=mlp", "model.width=8", "model.depth=1"))
+    assert record["status"] == "completed"
+    assert record["params"] == (DIM + 1) * 8 + (8 + 1) * 3
+
+
+def test_a_module_without_a_test_step_skips_the_test_split(own):
+    _, record = fit(own("module=plain", "data._target_=tests.train.test_your_own.WithTest"))
+    assert record["status"] == "completed" and record["test_loss"] is None
+
+
 def test_a_regressor_has_a_loss_and_no_accuracy(make_cfg):  # scalinglab's module=regressor
     job, record = fit(make_cfg("data=synthetic_regression", "module=regressor",
                                "data.train_size=1024", "trainer.max_epochs=3"))
@@ -180,6 +214,8 @@ def test_a_regressor_has_a_loss_and_no_accuracy(make_cfg):  # scalinglab's modul
                               "tensors; it yields a tuple of 3"),
     (["module=plain", "module.log_val=false"], "module: Plain logged no 'val/loss'"),
     (["model.size_arg=width"], "model.size_arg='width': .*Net takes no argument 'width'"),
+    (["module=plain", "module._target_=tests.train.test_your_own.NoValidation"],
+     "module: NoValidation has no validation_step"),
 ])
 def test_a_users_mistakes_are_config_errors(own, caplog, overrides, match):
     cfg = own(*overrides)

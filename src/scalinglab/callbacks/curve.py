@@ -6,8 +6,8 @@ log axes (Approach 1, data-scaling fits), so `LearningCurve` evaluates at steps 
 in log: the module's own `evaluate(batch)` on the datamodule's validation loaders (held-out
 data, then training examples when there is a second loader), reduced by metrics of its own
 (torchmetrics, synced across DDP ranks), so the numbers are those Lightning's validation
-gives. Evaluating changes nothing in training (eval mode, no gradients, no random numbers
-drawn). A LightningModule without `evaluate` gets a row at each of Lightning's own validations
+gives. Evaluating changes nothing in training (eval mode, no gradients, the random state put
+back: a DataLoader's iterator draws a seed). A LightningModule without `evaluate` gets a row at each of Lightning's own validations
 instead. The last row is the final validation, from the run record; train/run.py writes the
 rows to `curve.csv` (records/io.py).
 """
@@ -18,7 +18,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torchmetrics import MeanMetric
 
 from scalinglab import check_number
-from scalinglab.measure import epochs_seen, train_time, training_flops
+from scalinglab.measure import epochs_seen, rng_untouched, train_time, training_flops
 from scalinglab.module import EVAL_SPLITS
 from scalinglab.records.schema import RunRecord
 
@@ -50,6 +50,9 @@ class LearningCurve(pl.Callback):
         self.examples_per_step = 0  # set by train/job.py (measure.examples_per_step)
         self.last_lr: float | None = None
         self.metrics: dict[str, MeanMetric] = {}  # "val/loss", ... : this callback's own
+        # the datamodule's validation loaders, asked for once a fit: a DataLoader's workers
+        # start with each new loader
+        self.loaders: list | None = None
 
     def state_dict(self) -> dict:
         return {"rows": self.rows}
@@ -64,6 +67,7 @@ class LearningCurve(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.last_lr = _lr(trainer)
+        self.loaders = None  # their workers end with them
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
@@ -103,11 +107,12 @@ class LearningCurve(pl.Callback):
         module.eval()
         precision = trainer.precision_plugin
         try:
-            loaders = trainer.datamodule.val_dataloader()
-            if not isinstance(loaders, list | tuple):
-                loaders = [loaders]
-            with torch.no_grad(), precision.val_step_context():
-                for split, loader in zip(EVAL_SPLITS, loaders, strict=False):  # 1 or 2
+            if self.loaders is None:
+                loaders = trainer.datamodule.val_dataloader()
+                self.loaders = list(loaders) if isinstance(loaders, list | tuple) else [loaders]
+            with (torch.no_grad(), precision.val_step_context(),
+                  rng_untouched(module.device)):  # a DataLoader's iterator draws a seed
+                for split, loader in zip(EVAL_SPLITS, self.loaders, strict=False):  # 1 or 2
                     for batch in loader:
                         batch = trainer.strategy.batch_to_device(precision.convert_input(batch))
                         for name, value in module.evaluate(batch).items():

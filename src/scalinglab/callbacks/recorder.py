@@ -120,9 +120,11 @@ class RunRecorder(pl.Callback):
                         if k.startswith(("val/", "train_eval/"))}
         if "val/loss" not in self.metrics:
             logged = ", ".join(sorted(trainer.callback_metrics)) or "nothing"
+            hint = (", with add_dataloader_idx=False under several val loaders"
+                    if "/dataloader_idx_" in logged else "")
             raise ConfigError(f"module: {type(pl_module).__name__} logged no 'val/loss' in "
                               f"validation (it logged: {logged}); scalinglab measures by it: "
-                              "self.log('val/loss', ...) in validation_step")
+                              f"self.log('val/loss', ...) in validation_step{hint}")
         val_loss = self.metrics["val/loss"]
         if not math.isfinite(val_loss):
             self._diverge(trainer, f"non-finite validation loss at step {trainer.global_step}")

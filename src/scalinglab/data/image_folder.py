@@ -15,8 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from scalinglab import ConfigError, check_number
-
-VAL_SEED = 0  # which training images validate: one fixed choice, whatever the run's seeds
+from scalinglab.data.tensors import VAL_SEED, per_rank_batch
 
 
 def to_rgb(image):
@@ -113,20 +112,16 @@ class ImageFolderData(pl.LightningDataModule):
             raise ConfigError(f"data.val_root={self.val_root} has classes {outside.classes}, "
                               f"data.root has {pool.classes}")
 
-    def _per_rank(self) -> int:
-        world = self.trainer.world_size if self.trainer else 1
-        if self.batch_size % world:
-            raise ConfigError(f"data.batch_size={self.batch_size} is global and must divide "
-                              f"evenly across {world} processes")
-        return self.batch_size // world
-
     def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle,
+        # training drops an epoch's last partial batch: every step is a whole global batch,
+        # which the record's examples seen count
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=shuffle,
                           num_workers=self.num_workers, pin_memory=self.pin_memory,
                           persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train, self._per_rank(), shuffle=True)
+        world = self.trainer.world_size if self.trainer else 1
+        return self._loader(self.train, per_rank_batch(self.batch_size, world), shuffle=True)
 
     def val_dataloader(self) -> list[DataLoader]:
         # held-out images, and as many training images evaluated the same way (the train-val

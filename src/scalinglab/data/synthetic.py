@@ -42,9 +42,11 @@ class Synthetic(TensorDataModule):
         self.task, self.input_shape = task, (input_dim,)
         if task == "classification":
             self.num_classes = num_classes
-        self.args = {"task": task, "input_dim": input_dim, "num_classes": num_classes,
+        self.args = {"input_dim": input_dim, "num_classes": num_classes,
                      "teacher_width": teacher_width, "teacher_seed": teacher_seed, "seed": seed,
                      "label_noise": label_noise, "n": train_size + val_size}
+        if task == "regression":  # classification keeps the cache key it always had
+            self.args["task"] = task
         self.val_size = val_size
         super().__init__(train_size=train_size, **kwargs)
 
@@ -61,7 +63,7 @@ class Synthetic(TensorDataModule):
             g = torch.Generator().manual_seed(a["seed"] * 1_000_003 + i)
             xc = torch.randn(CHUNK, a["input_dim"], generator=g)
             out = torch.tanh(xc @ w1) @ w2
-            if a["task"] == "regression":
+            if a.get("task") == "regression":
                 yc = out + a["label_noise"] * torch.randn(out.shape, generator=g)
             else:
                 yc = out.argmax(1)

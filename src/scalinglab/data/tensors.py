@@ -37,6 +37,14 @@ def free_bytes(device: torch.device) -> int | None:
     return torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
 
 
+def per_rank_batch(batch_size: int, world_size: int) -> int:
+    """One rank's share of the global `data.batch_size`."""
+    if batch_size % world_size:
+        raise ConfigError(f"data.batch_size={batch_size} is global and must divide evenly "
+                          f"across {world_size} processes")
+    return batch_size // world_size
+
+
 class DeviceBatches:
     """An epoch iterator over tensors already on the device.
 
@@ -165,8 +173,10 @@ class TensorDataModule(pl.LightningDataModule):
 
     def prepare_data(self) -> None:
         # Generates and caches (or downloads) once, on rank 0, before the ranks set up. This
-        # process keeps what it read, so its setup does not read it a second time.
-        self._prepared = self.load()
+        # process keeps what it read, so its setup does not read it a second time; once set
+        # up (train/job.py sets the data up as it builds the job), there is nothing to do.
+        if self.x_train is None:
+            self._prepared = self.load()
 
     def setup(self, stage: str | None = None) -> None:
         if self.x_train is not None:
@@ -210,10 +220,7 @@ class TensorDataModule(pl.LightningDataModule):
         return self.trainer.world_size if self.trainer else 1
 
     def per_rank_batch(self) -> int:
-        if self.batch_size % self.world_size:
-            raise ConfigError(f"data.batch_size={self.batch_size} is global and must divide "
-                              f"evenly across {self.world_size} processes")
-        return self.batch_size // self.world_size
+        return per_rank_batch(self.batch_size, self.world_size)
 
     def train_dataloader(self) -> DeviceBatches:
         rank = self.trainer.global_rank if self.trainer else 0

@@ -3,7 +3,7 @@ returns one. factory.py builds one from `cfg.model`, sized by its size argument 
 `target_params`), in sp or mup (parametrization.py); Lightning lives in module.py."""
 
 from scalinglab.models.cnn import CNN
-from scalinglab.models.factory import Built, build_model, count_params, solve_size
+from scalinglab.models.factory import Built, build_model, count_params, data_args, solve_size
 from scalinglab.models.mlp import MLP
 
-__all__ = ["CNN", "MLP", "Built", "build_model", "count_params", "solve_size"]
+__all__ = ["CNN", "MLP", "Built", "build_model", "count_params", "data_args", "solve_size"]

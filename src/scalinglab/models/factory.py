@@ -7,8 +7,9 @@ scalinglab's own:
   meta device and counting (no memory, milliseconds);
 - `parametrization`, `base_width`: sp or mup (models/parametrization.py);
 - `compile`: torch.compile the model (train/job.py).
-The datamodule's `input_shape`, `num_classes` and `num_outputs` reach the callable when it takes
-an argument of that name and the config does not set one.
+What the data says of itself (`input_shape`, `num_classes`, `num_outputs`: train/job.py takes
+them from the datamodule, and the input shape from a real batch when it has none) reaches the
+callable when it takes an argument of that name and the config does not set one.
 """
 
 import importlib
@@ -75,12 +76,14 @@ def _call(factory: Callable[..., nn.Module], size_arg: str, size: int) -> nn.Mod
 
 def _light(factory: Callable[..., nn.Module], size_arg: str, size: int) -> nn.Module:
     """The model at one size on the meta device (no memory, no init), or on the CPU for a
-    model whose constructor needs real tensors: for counting and for shapes only."""
+    model whose constructor needs real tensors (then memory and time, and the random state
+    put back): for counting and for shapes only."""
     try:
         with torch.device("meta"):
             return factory(**{size_arg: size})
     except Exception:
-        return _call(factory, size_arg, size)
+        with torch.random.fork_rng(devices=[]):
+            return _call(factory, size_arg, size)
 
 
 def solve_size(count: Callable[[int], int], target: float, size_arg: str) -> int:
@@ -132,7 +135,7 @@ def locate(path: str):
     raise ConfigError(f"model._target_={path!r} cannot be imported")
 
 
-def _factory(model_cfg: dict, datamodule, size_arg: str) -> Callable[..., nn.Module]:
+def _factory(model_cfg: dict, data: dict, size_arg: str) -> Callable[..., nn.Module]:
     """The model's callable with every argument bound but the size."""
     args = {k: v for k, v in model_cfg.items() if k not in SCALINGLAB_KEYS and k != size_arg}
     target = args.get("_target_")
@@ -145,18 +148,33 @@ def _factory(model_cfg: dict, datamodule, size_arg: str) -> Callable[..., nn.Mod
         raise ConfigError(f"model.size_arg={size_arg!r}: {target} takes no argument "
                           f"{size_arg!r}; set model.size_arg to the argument that sizes it")
     for key in DATA_ARGS:
-        if key in accepted and key not in args and hasattr(datamodule, key):
-            args[key] = getattr(datamodule, key)
+        if key in accepted and key not in args and data.get(key) is not None:
+            args[key] = data[key]
     return partial(instantiate, args, _convert_="all")
 
 
-def build_model(model_cfg: dict, datamodule=None) -> Built:
+def data_args(datamodule, x: torch.Tensor | None = None) -> dict:
+    """What the data says of itself, for the model: the datamodule's `input_shape`,
+    `num_classes` and `num_outputs` where it has them, the shape of a real example `x` (a
+    batch) where it has no `input_shape`, and one output per class where it has no
+    `num_outputs`."""
+    args = {k: getattr(datamodule, k) for k in DATA_ARGS
+            if getattr(datamodule, k, None) is not None}
+    if "input_shape" not in args and x is not None:
+        args["input_shape"] = tuple(x.shape[1:])
+    if "num_outputs" not in args and "num_classes" in args:  # one output per class
+        args["num_outputs"] = args["num_classes"]
+    return args
+
+
+def build_model(model_cfg: dict, data: dict | None = None) -> Built:
     """The model `model_cfg` describes (a plain dict of the `model` group), sized and
-    parametrized, its errors as config errors naming the `model.*` key."""
+    parametrized, its errors as config errors naming the `model.*` key. `data`: what the data
+    says of itself (DATA_ARGS)."""
     size_arg = str(model_cfg.get("size_arg") or "width")
     base_width = parametrization.check(model_cfg.get("parametrization", "sp"),
                                        model_cfg.get("base_width", 32))
-    factory = _factory(model_cfg, datamodule, size_arg)
+    factory = _factory(model_cfg, data or {}, size_arg)
     size = model_cfg.get(size_arg)
     if model_cfg.get("target_params") is not None:
         target = check_number("model.target_params", model_cfg["target_params"], low=1)

@@ -5,8 +5,8 @@ Each parameter's role comes from its shape at two sizes, the rule the `mup` pack
 its base shapes: a weight whose fan-out and fan-in both grow with the size argument is
 `hidden`, one whose fan-out alone grows is `input`, one whose fan-in alone grows is `readout`;
 a weight neither grows with is `fixed`, and vectors (biases, norms' gains) are `vector`. A
-weight is (fan-out, fan-in, ...) as in `nn.Linear` and `nn.ConvNd`; an `nn.Embedding`'s is
-(inputs, width).
+weight is (fan-out, fan-in, ...) as in `nn.Linear` and `nn.ConvNd`; an `nn.Embedding`'s and a
+transposed convolution's are the other way round.
 
 Under muP, with m = size / base_width:
 - input, fixed and vector parameters: init and Adam LR as in SP;
@@ -27,6 +27,8 @@ from torch import nn
 from scalinglab import ConfigError, check_number
 
 PARAMETRIZATIONS = ("sp", "mup")
+# layers whose weight is (fan-in, fan-out, ...)
+TRANSPOSED = (nn.Embedding, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 ROLES = ("input", "hidden", "readout", "fixed", "vector")
 
 
@@ -49,7 +51,8 @@ def check(parametrization: str, base_width) -> float:
 
 def _fans(module: nn.Module, shape: torch.Size) -> tuple[int, int]:
     """(fan-out, fan-in) of a weight of `shape` held by `module`."""
-    return (shape[1], shape[0]) if isinstance(module, nn.Embedding) else (shape[0], shape[1])
+    transposed = isinstance(module, TRANSPOSED)
+    return (shape[1], shape[0]) if transposed else (shape[0], shape[1])
 
 
 def roles(small: nn.Module, large: nn.Module) -> dict[str, str]:
@@ -89,6 +92,9 @@ def apply(model: nn.Module, build: Callable[[int], nn.Module], size: int,
     found = roles(build(size), build(2 * size))
     m = size / base_width
     readouts = {name.rpartition(".")[0] for name, role in found.items() if role == "readout"}
+    if "" in readouts:  # its input would be the model's own
+        raise ConfigError("model.parametrization=mup: the readout weight is a parameter of "
+                          "the model itself; put the readout in a submodule (an nn.Linear)")
     for name in readouts:
         module = model.get_submodule(name)
         module.register_forward_pre_hook(ScaleInput(1 / m))

@@ -32,9 +32,10 @@ from scalinglab.measure import (
     dataset_size,
     examples_per_step,
     forward_flops_per_example,
+    rng_untouched,
     training_flops,
 )
-from scalinglab.models import build_model
+from scalinglab.models import build_model, data_args
 from scalinglab.models.factory import unwrap
 from scalinglab.records.schema import RunRecord
 
@@ -124,11 +125,15 @@ def clock(settings: dict, callbacks: list[pl.Callback]) -> list[pl.Callback]:
 
 def first_batch(datamodule: pl.LightningDataModule):
     """The training loader and one real batch of it, read as Lightning will read them
-    (prepare_data, setup, train_dataloader), without touching the random state training
-    starts from (a shuffling sampler draws its seed). Any LightningDataModule whose loaders
-    yield `(x, y)` tensors will do."""
-    with torch.random.fork_rng(devices=[]):
-        datamodule.prepare_data()
+    (prepare_data on one process per node, setup, train_dataloader), leaving the random state
+    training starts from as it was. Any LightningDataModule whose loaders yield `(x, y)`
+    tensors will do."""
+    trainer = datamodule.trainer
+    with rng_untouched(trainer.strategy.root_device if trainer else None):
+        rank = (0 if trainer is None else trainer.local_rank if datamodule.prepare_data_per_node
+                else trainer.global_rank)
+        if rank == 0:
+            datamodule.prepare_data()
         datamodule.setup("fit")
         loader = datamodule.train_dataloader()
         batch = next(iter(loader), None)
@@ -177,19 +182,24 @@ def build(cfg: DictConfig, identity: dict | None = None) -> Job:
         # Lightning's own SLURM requeue is off. Ranks still come from SLURM's environment.
         callbacks.append(Preemption(signum))
         plugins.append(SLURMEnvironment(auto_requeue=False))
-    try:
-        trainer: pl.Trainer = hydra.utils.instantiate(
-            settings, callbacks=callbacks, logger=loggers or False,
-            **({"plugins": plugins} if plugins else {}), _convert_="all")
-    except InstantiationException as e:  # the Trainer refusing its arguments: config
-        raise ConfigError(f"trainer: {unwrap(e)}") from None
+
+    def make_trainer(**budget) -> pl.Trainer:
+        try:
+            return hydra.utils.instantiate(
+                {**settings, **budget}, callbacks=callbacks, logger=loggers or False,
+                **({"plugins": plugins} if plugins else {}), _convert_="all")
+        except InstantiationException as e:  # the Trainer refusing its arguments: config
+            raise ConfigError(f"trainer: {unwrap(e)}") from None
+
+    trainer = make_trainer()
 
     # The data as Lightning will serve it (our datamodules split their global batch across
     # the trainer's ranks), then the model: sized, parametrized, and its FLOPs counted once,
     # on one real example, eagerly.
     datamodule.trainer = trainer
     loader, (x, _) = first_batch(datamodule)
-    built = build_model(OmegaConf.to_container(cfg.model, resolve=True), datamodule)
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    built = build_model(model_cfg, data_args(datamodule, x))
     flops = forward_flops_per_example(built.model, x)
     if cfg.model.get("compile"):
         built.model.compile()  # in place: the same module, parameters and checkpoint keys
@@ -197,12 +207,16 @@ def build(cfg: DictConfig, identity: dict | None = None) -> Job:
         module = hydra.utils.instantiate(cfg.module, model=built.model, _convert_="all")
     except InstantiationException as e:
         raise unwrap(e) from None
+    if trainer.limit_val_batches != 0 and not is_overridden("validation_step", module):
+        raise ConfigError(f"module: {type(module).__name__} has no validation_step; "
+                          "scalinglab measures a job by the val/loss it logs there")
     # A compute budget replaces max_epochs: the step count comes from the model's measured
-    # FLOPs, and the LR schedule spans exactly it.
+    # FLOPs and the examples a step takes (the Trainer's world size is known by now), and the
+    # LR schedule spans exactly it. The Trainer is made again with it; it has run nothing.
     per_step = examples_per_step(loader, trainer.world_size, trainer.accumulate_grad_batches)
     steps = budget_steps(cfg.get("budget") or {}, flops, per_step)
-    if steps is not None:  # the Trainer exists by now (its world size sets the global batch)
-        trainer.fit_loop.epoch_loop.max_steps, trainer.fit_loop.max_epochs = steps, -1
+    if steps is not None:
+        trainer = make_trainer(max_steps=steps, max_epochs=-1)
     recorder.examples_per_step = curve.examples_per_step = per_step
     recorder.size = {"family": built.family, "depth": built.depth, "width": built.width,
                      "params": built.params, "param_bytes": built.param_bytes,
@@ -211,11 +225,13 @@ def build(cfg: DictConfig, identity: dict | None = None) -> Job:
     return Job(cfg, output_dir, datamodule, module, trainer, recorder, curve)
 
 
-def has_test_split(datamodule: pl.LightningDataModule) -> bool:
-    """Whether the datamodule has a test split apart from its validation data: it defines
-    `test_dataloader` and does not say otherwise (`has_test_split = False`)."""
+def measures_test(datamodule: pl.LightningDataModule, module: pl.LightningModule) -> bool:
+    """Whether the job measures a test split, once, at its end: the datamodule has one apart
+    from its validation data (it defines `test_dataloader` and does not say otherwise,
+    `has_test_split = False`) and the module a `test_step` for it."""
     return (is_overridden("test_dataloader", datamodule)
-            and getattr(datamodule, "has_test_split", True))
+            and getattr(datamodule, "has_test_split", True)
+            and is_overridden("test_step", module))
 
 
 def fit(job: Job) -> RunRecord:
@@ -231,6 +247,6 @@ def fit(job: Job) -> RunRecord:
         validated = job.recorder.validated_at == trainer.global_step
         if trainer.global_step and not validated and trainer.limit_val_batches != 0:
             trainer.validate(module, datamodule=data, verbose=False)
-        if has_test_split(data):
+        if measures_test(data, module):
             trainer.test(module, datamodule=data, verbose=False)
     return job.recorder.record(trainer)
