@@ -116,7 +116,8 @@ def solve_size(count: Callable[[int], int], target: float, size_arg: str) -> int
 
 def locate(path: str):
     """The object `path` names (a.b.C: module a.b, attribute C), or a config error naming
-    `model._target_`."""
+    `model._target_`. Not hydra.utils.get_object: that logs an error line of its own first,
+    and a bad value is one line."""
     parts = path.split(".")
     for i in range(len(parts) - 1, 0, -1):
         module = ".".join(parts[:i])
