@@ -7,9 +7,9 @@ in log: the module's own `evaluate(batch)` on the datamodule's validation loader
 data, then training examples when there is a second loader), reduced by metrics of its own
 (torchmetrics, synced across DDP ranks), so the numbers are those Lightning's validation
 gives. Evaluating changes nothing in training (eval mode, no gradients, the random state put
-back: a DataLoader's iterator draws a seed). A LightningModule without `evaluate` gets a row at each of Lightning's own validations
-instead. The last row is the final validation, from the run record; train/run.py writes the
-rows to `curve.csv` (records/io.py).
+back: a DataLoader's iterator draws a seed). A LightningModule without `evaluate` gets a row
+at each of Lightning's own validations instead. The last row is the final validation, from the
+run record; train/run.py writes the rows to `curve.csv` (records/io.py).
 """
 
 import lightning.pytorch as pl
