@@ -2,7 +2,8 @@
 # The GPU paths in one short run (under 5 minutes on one GPU), printing the figures:
 #   1. the default study (14 jobs) with trainer=gpu: wall time, and each job's peak memory
 #   2. the same at trainer.precision=bf16-mixed and at bf16-true: val loss and time vs fp32
-#   3. trainer=ddp trainer.devices=1 over NCCL (the DDP code path on one GPU), in a 2-job -m
+#   3. trainer=ddp trainer.devices=1 over NCCL (the DDP code path on one GPU), in a 2-job -m,
+#      and trainer.devices=2 where the machine has 2 GPUs or more
 #   4. scripts/bench_train.py on CUDA: steps/s against the raw PyTorch loop, device-resident
 #      batches and a DataLoader datamodule (0 and 2 workers)
 # Run it from the repository root on a machine with a GPU; it installs the project into
@@ -42,6 +43,10 @@ timed study-bf16-true "${TRAIN[@]}" -m experiment=study trainer=gpu \
   trainer.precision=bf16-true hydra.sweep.dir="$OUT/bf16-true"
 timed ddp-nccl "${TRAIN[@]}" -m trainer=ddp trainer.devices=1 model=cnn \
   model.width=16,64 trainer.max_epochs=5 hydra.sweep.dir="$OUT/ddp"
+if [ "$("$PY" -c 'import torch; print(torch.cuda.device_count())')" -ge 2 ]; then
+  timed ddp-nccl-2gpu "${TRAIN[@]}" -m trainer=ddp trainer.devices=2 model=cnn \
+    model.width=16,64 trainer.max_epochs=5 hydra.sweep.dir="$OUT/ddp2"
+fi
 
 "$PY" - "$OUT" <<'EOF'
 import json, sys
@@ -58,7 +63,8 @@ for job in sorted(fp32, key=lambda j: (fp32[j]["family"], fp32[j]["params"])):
     print(f"{job:28} {a['params']:>7} {a['val_loss']:>9.4f} {b.get('val_loss', float('nan')):>9.4f}"
           f" {c.get('val_loss', float('nan')):>9.4f} {a['time_s']:>7.2f} "
           f"{b.get('time_s', float('nan')):>6.2f} {a['peak_mem_bytes'] / 2**20:>8.1f}")
-ddp = runs("ddp")
+ddp = {**runs("ddp"), **{f"{k} (2 GPUs)": v for k, v in
+                         (runs("ddp2") if (out / "ddp2").exists() else {}).items()}}
 for job, r in sorted(ddp.items()):
     print(f"ddp {job}: {r['status']}, world size {r['world_size']}, strategy {r['strategy']}, "
           f"val_loss {r['val_loss']:.4f}, {r['time_s']:.1f} s")

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# A one-node SLURM cluster on localhost, for CI and for trying `hydra/launcher=slurm` on a laptop.
-# Needs root on Debian/Ubuntu (apt). Safe to run again: it installs only missing packages,
-# rewrites the configs and starts only the daemons that are not already answering.
-# Each daemon it starts is listed with its pid file in $STATE/started; stop_cluster.sh stops
-# exactly those.
+# A SLURM cluster on localhost, for CI and for trying `hydra/launcher=slurm` on a laptop: one
+# node by default, or N nodes (`--nodes N`: N slurmd daemons on this host, named n1..nN, each
+# with its own port, spool, pid and log, and each the whole host), so multi-node jobs run for
+# real. Needs root on Debian/Ubuntu (apt). Safe to run again: it installs only missing
+# packages, rewrites the configs and starts only the daemons that are not already answering.
+# Each daemon it starts is listed with its pid file in $STATE/started, and an /etc/hosts line it
+# adds (so that n1..nN resolve: Lightning's MASTER_ADDR is the first node's name) is marked;
+# stop_cluster.sh undoes exactly those.
 #
-#   sudo bash scripts/slurm/start_cluster.sh      # then: sinfo; scalinglab-train -m ... hydra/launcher=slurm
+#   sudo bash scripts/slurm/start_cluster.sh [--nodes N]   # then: sinfo; scalinglab-train -m ... hydra/launcher=slurm
 #
 # Accounting (slurmdbd + MariaDB) is on: submitit reads job states from `sacct`, and without it
 # a job that SLURM kills before it writes its result leaves the launcher waiting forever.
@@ -15,7 +18,18 @@ STATE="${SCALINGLAB_SLURM_STATE:-/tmp/scalinglab-slurm}"
 PARTITION="${SCALINGLAB_SLURM_PARTITION:-debug}"
 DB_PASSWORD="${SCALINGLAB_SLURM_DB_PASSWORD:-scalinglab}"
 SPOOL=/var/spool/scalinglab-slurm   # our own: another cluster's state here would be refused
-NODE="$(hostname -s)"
+HOSTS_MARK="# scalinglab-slurm nodes"  # the /etc/hosts line this script adds ends with it
+NODES=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --nodes) NODES=${2:-}; shift 2 ;;
+        --nodes=*) NODES=${1#--nodes=}; shift ;;
+        *) echo "usage: start_cluster.sh [--nodes N]" >&2; exit 2 ;;
+    esac
+done
+[[ "$NODES" =~ ^[1-9][0-9]?$ ]] || { echo "[slurm-cluster] error: --nodes takes 1 to 99, got '$NODES'" >&2; exit 2; }
+HOST="$(hostname -s)"
+if [ "$NODES" = 1 ]; then NAMES=("$HOST"); else NAMES=($(seq -f "n%g" 1 "$NODES")); fi
 t0=$SECONDS
 
 say() { echo "[slurm-cluster] $*"; }
@@ -42,7 +56,14 @@ if [ -n "$missing" ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
-mkdir -p /etc/slurm "$SPOOL/ctld" "$SPOOL/d" /var/log/slurm /run/slurm /run/munge
+# Changing the node count needs a fresh controller: slurmctld reads its nodes at start.
+if [ -s "$STATE/nodes" ] && [ "$(cat "$STATE/nodes")" != "$NODES" ] \
+        && running /run/slurm/slurmctld.pid; then
+    die "the cluster runs $(cat "$STATE/nodes") node(s); stop it first (stop_cluster.sh)"
+fi
+echo "$NODES" > "$STATE/nodes"
+mkdir -p /etc/slurm "$SPOOL/ctld" /var/log/slurm /run/slurm /run/munge
+for name in "${NAMES[@]}"; do mkdir -p "$SPOOL/d/$name"; done
 chown munge:munge /run/munge
 [ -s /etc/munge/munge.key ] || mungekey --create --force --keyfile /etc/munge/munge.key
 chown munge:munge /etc/munge/munge.key; chmod 400 /etc/munge/munge.key
@@ -52,15 +73,16 @@ eval "$(slurmd -C | head -1 | tr ' ' '\n' | grep -E '^(CPUs|SocketsPerBoard|Core
 cat > /etc/slurm/slurm.conf.tmp <<CONF
 # written by scalinglab scripts/slurm/start_cluster.sh
 ClusterName=scalinglab
-SlurmctldHost=${NODE}(127.0.0.1)
+SlurmctldHost=${HOST}(127.0.0.1)
 SlurmUser=root
 AuthType=auth/munge
 StateSaveLocation=$SPOOL/ctld
-SlurmdSpoolDir=$SPOOL/d
+# per node (%n): several slurmd daemons share this host
+SlurmdSpoolDir=$SPOOL/d/%n
 SlurmctldPidFile=/run/slurm/slurmctld.pid
-SlurmdPidFile=/run/slurm/slurmd.pid
+SlurmdPidFile=/run/slurm/slurmd-%n.pid
 SlurmctldLogFile=/var/log/slurm/slurmctld.log
-SlurmdLogFile=/var/log/slurm/slurmd.log
+SlurmdLogFile=/var/log/slurm/slurmd-%n.log
 # plain process tracking: no cgroups in containers
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -85,7 +107,9 @@ Waittime=0
 # reject at submission a job the partition can never run, rather than leave it pending forever
 EnforcePartLimits=ALL
 InactiveLimit=0
-NodeName=${NODE} NodeAddr=127.0.0.1 CPUs=${CPUs} SocketsPerBoard=${SocketsPerBoard} CoresPerSocket=${CoresPerSocket} ThreadsPerCore=${ThreadsPerCore} RealMemory=$((RealMemory * 9 / 10)) State=UNKNOWN
+$(for i in "${!NAMES[@]}"; do
+    echo "NodeName=${NAMES[$i]} NodeHostname=${HOST} NodeAddr=127.0.0.1 Port=$((17001 + i)) CPUs=${CPUs} SocketsPerBoard=${SocketsPerBoard} CoresPerSocket=${CoresPerSocket} ThreadsPerCore=${ThreadsPerCore} RealMemory=$((RealMemory * 9 / 10)) State=UNKNOWN"
+done)
 PartitionName=${PARTITION} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
 mv /etc/slurm/slurm.conf.tmp /etc/slurm/slurm.conf
@@ -135,18 +159,29 @@ else
     started slurmctld /run/slurm/slurmctld.pid
 fi
 
-if running /run/slurm/slurmd.pid; then say "slurmd already running"; else
-    /usr/sbin/slurmd
-    retry 10 test -s /run/slurm/slurmd.pid || die "slurmd did not start: /var/log/slurm/slurmd.log"
-    started slurmd /run/slurm/slurmd.pid
+# The node names resolve (Lightning takes MASTER_ADDR from the first one in SLURM_NODELIST).
+if [ "$NODES" != 1 ] && ! getent hosts "${NAMES[@]}" >/dev/null; then
+    echo "127.0.0.1 ${NAMES[*]} $HOSTS_MARK" >> /etc/hosts
+    say "/etc/hosts: ${NAMES[*]} -> 127.0.0.1"
 fi
 
-node_up() {
-    case "$(sinfo -h -n "$NODE" -o %T)" in
-        idle|mixed|allocated) return 0 ;;
-        drain*|down*) scontrol update nodename="$NODE" state=resume ;;
-    esac
-    return 1
+for name in "${NAMES[@]}"; do
+    pid=/run/slurm/slurmd-$name.pid
+    if running "$pid"; then say "slurmd $name already running"; continue; fi
+    /usr/sbin/slurmd -N "$name"
+    retry 10 test -s "$pid" || die "slurmd $name did not start: /var/log/slurm/slurmd-$name.log"
+    started "slurmd-$name" "$pid"
+done
+
+node_up() {  # every node idle (or busy): none down or draining
+    local states
+    states=$(sinfo -h -N -o %T)
+    [ "$(echo "$states" | wc -w)" = "$NODES" ] || return 1
+    if echo "$states" | grep -qE '^(drain|down)'; then
+        scontrol update nodename="$(IFS=,; echo "${NAMES[*]}")" state=resume
+        return 1
+    fi
+    ! echo "$states" | grep -qvE '^(idle|mixed|allocated)$'
 }
-retry 60 node_up || die "node $NODE is not up: $(sinfo -h -n "$NODE" -o %T); logs in /var/log/slurm"
-say "ready in $((SECONDS - t0)) s: partition $PARTITION, node $NODE ($CPUs CPUs)"
+retry 60 node_up || die "the nodes are not up: $(sinfo -h -N -o '%N %T' | xargs); logs in /var/log/slurm"
+say "ready in $((SECONDS - t0)) s: partition $PARTITION, $NODES node(s) ${NAMES[*]} ($CPUs CPUs each)"

@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
-# Stop the daemons that start_cluster.sh started, newest first, by the pids it recorded.
-# Daemons that were already running before it (a system munge or MariaDB) are left alone.
+# Stop the daemons that start_cluster.sh started, newest first, by the pids it recorded, and
+# remove the /etc/hosts line it added for the node names. Daemons that were already running
+# before it (a system munge or MariaDB) and hosts lines it did not write are left alone.
 set -uo pipefail
 STATE="${SCALINGLAB_SLURM_STATE:-/tmp/scalinglab-slurm}"
+HOSTS_MARK="# scalinglab-slurm nodes"
+if grep -qF "$HOSTS_MARK" /etc/hosts 2>/dev/null; then
+    # rewritten in place: /etc/hosts is often a mount point that cannot be renamed over
+    kept=$(grep -vF "$HOSTS_MARK" /etc/hosts); printf '%s\n' "$kept" > /etc/hosts
+    echo "[slurm-cluster] /etc/hosts: its node names removed"
+fi
+rm -f "$STATE/nodes"
 [ -s "$STATE/started" ] || { echo "[slurm-cluster] nothing to stop"; exit 0; }
 
 tac "$STATE/started" | while read -r name pidfile; do

@@ -6,7 +6,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
 from scalinglab import ConfigError
-from scalinglab.launch.slurm import check_job_shape, register_resolver
+from scalinglab.launch.slurm import check_job_shape, partition_nodes, register_resolver
 from tests.helpers import CONF_DIR, run_cli
 
 
@@ -50,3 +50,11 @@ def test_sweeping_the_device_count_is_a_config_error():
         cfg.hydra.overrides.task = ["trainer=ddp_cpu", "trainer.devices=1,2"]  # as -m gives it
     with pytest.raises(ConfigError, match="trainer.devices cannot vary inside one SLURM sweep"):
         check_job_shape(cfg)
+
+
+def test_a_partitions_nodes_are_read_from_sinfo():
+    # `sinfo -h -o "%P %D"`: the default partition starred, one line per node state
+    out = "debug* 2\ngpu 3\ngpu 1\n"
+    assert partition_nodes(out, None) == 2 and partition_nodes(out, "debug") == 2
+    assert partition_nodes(out, "gpu") == 4 and partition_nodes(out, "cpu") is None
+    assert partition_nodes("", None) is None

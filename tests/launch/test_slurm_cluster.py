@@ -1,8 +1,9 @@
 """Against a real SLURM cluster on localhost (scripts/slurm/start_cluster.sh): grids as job
-arrays, DDP with SLURM's tasks, and preemption with requeue and exact resumption.
+arrays, DDP with SLURM's tasks, preemption with requeue and exact resumption, and jobs across
+two nodes (two slurmd daemons on this host: `start_cluster.sh --nodes 2`).
 
-CI starts the cluster. Where none answers, these tests start it when they can (root, apt) and
-stop what they started; otherwise they skip with the reason."""
+CI starts a two-node cluster. Where none answers, these tests start one when they can (root,
+apt) and stop what they started; otherwise they skip with the reason."""
 
 import json
 import os
@@ -40,7 +41,7 @@ def cluster():
         if os.geteuid() != 0 or shutil.which("apt-get") is None:
             pytest.skip("no SLURM cluster answers, and starting one needs root on Debian "
                         "(sudo bash scripts/slurm/start_cluster.sh)")
-        start = subprocess.run(["bash", str(SCRIPTS / "start_cluster.sh")],
+        start = subprocess.run(["bash", str(SCRIPTS / "start_cluster.sh"), "--nodes", "2"],
                                capture_output=True, text=True, timeout=600)
         if start.returncode != 0:
             pytest.skip(f"could not start a SLURM cluster here: {start.stderr[-500:]}")
@@ -48,6 +49,17 @@ def cluster():
     yield
     if started:
         subprocess.run(["bash", str(SCRIPTS / "stop_cluster.sh")], check=False)
+
+
+def node_count() -> int:
+    out = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True)
+    return len(set(out.stdout.split()))
+
+
+@pytest.fixture
+def two_nodes(cluster):
+    if node_count() < 2:
+        pytest.skip("the cluster has one node (scripts/slurm/start_cluster.sh --nodes 2)")
 
 
 @pytest.fixture
@@ -228,3 +240,71 @@ def test_a_grow_search_runs_its_rounds_as_job_arrays(sweep, tmp_path, cli_env):
     assert len(arrays) == len(doc["rounds"])  # one job array per round
     assert all(state == "COMPLETED" for a in arrays for state in sacct_states(a))
     assert len(records(sweep)) == doc["n_jobs"] == len(job_ids(sweep))
+
+
+# One CPU a task, so one torch thread a rank, as Lightning gives each of 2 local processes on
+# this 2-core host: the same threads sum in the same order, and the numbers agree exactly.
+TWO_NODES = ["trainer=ddp_cpu", "trainer.devices=1", "trainer.num_nodes=2",
+             "hydra.launcher.cpus_per_task=1"]
+
+
+def test_a_job_across_two_nodes_equals_two_processes_on_one(two_nodes, sweep, tmp_path,
+                                                            cli_env):
+    short = ["trainer.max_epochs=2", "data.train_size=1024", "trainer.enable_progress_bar=false",
+             "checkpoint.every_n_epochs=1"]
+    local = run_cli(["scalinglab-train", "trainer=ddp_cpu", "trainer.devices=2", *short,
+                     f"hydra.run.dir={tmp_path / 'local'}"], cli_env, tmp_path)
+    assert local.returncode == 0, local.stderr[-2000:]
+    env = {**cli_env, "WANDB_MODE": "offline"}  # a real W&B run per job: rank 0's alone
+    result = subprocess.run(sweep_cmd(sweep, *TWO_NODES, *short, "logger=wandb"), env=env,
+                            cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    job = job_id(sweep)
+    nodes = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "NNodes,NodeList", "-j", job],
+                           capture_output=True, text=True).stdout.split()
+    assert nodes == ["2|n[1-2]"]  # one allocation of both nodes
+    (run,) = records(sweep)
+    assert run["status"] == "completed" and run["world_size"] == 2 and run["num_nodes"] == 2
+    assert run["cluster_env"] == "SLURMEnvironment"
+    job_dir = sweep / run["job"]
+    assert len(list(job_dir.glob("wandb/offline-run-*"))) == 1
+    assert [p.name for p in (job_dir / "checkpoints").glob("*.ckpt")] == ["last.ckpt"]
+    one = json.loads((tmp_path / "local" / "run.json").read_text())
+    assert (run["steps"], run["examples_seen"]) == (one["steps"], one["examples_seen"])
+    for key in ("val_loss", "train_loss", "val_acc"):  # the same global batches and threads
+        assert run[key] == one[key], key
+
+
+def test_a_preempted_two_node_job_resumes_exactly_on_both_nodes(two_nodes, sweep, tmp_path,
+                                                               cli_env):
+    reference = run_cli(["scalinglab-train", *LONG, "trainer=ddp_cpu", "trainer.devices=2",
+                         f"hydra.run.dir={tmp_path / 'full'}"], cli_env, tmp_path)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    proc = subprocess.Popen(sweep_cmd(sweep, *LONG, *TWO_NODES), env=cli_env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    job = preempt_when_training(proc, sweep)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    (run,) = records(sweep)
+    assert run["status"] == "completed" and run["num_nodes"] == 2
+    log = (sweep / run["job"] / "train.log").read_text()
+    assert log.count("preempted by SIGUSR2: checkpoint saved") == 2  # each node's rank
+    assert log.count("resuming from") == 2
+    assert sacct_states(job, attempts=True) == ["REQUEUED", "COMPLETED"]
+    a = json.loads((tmp_path / "full" / "run.json").read_text())
+    assert run["steps"] == a["steps"] == LONG_EPOCHS * LONG_STEPS_PER_EPOCH
+    for key in ("val_loss", "train_loss", "val_acc", "best_val_loss"):
+        assert run[key] == a[key], key  # measured bit-identical
+
+
+def test_more_nodes_than_the_partition_has_is_one_line(two_nodes, sweep, tmp_path, cli_env):
+    result = subprocess.run(sweep_cmd(sweep, "trainer=ddp_cpu", "trainer.devices=1",
+                                      "trainer.num_nodes=3"),
+                            env=cli_env, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)
+    out = result.stdout + result.stderr
+    assert result.returncode == 2, out[-3000:]
+    errors = [line for line in out.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and "trainer.num_nodes=3 (hydra.launcher.nodes)" in errors[0]
+    assert "has 2 node(s)" in errors[0] and "Traceback" not in out
+    assert not (sweep / ".submitit").exists()  # nothing was submitted

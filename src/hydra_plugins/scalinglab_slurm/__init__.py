@@ -48,7 +48,9 @@ class ScalinglabSlurmLauncher(_SubmititSlurm):
             logging.getLogger("scalinglab").error(
                 "config error: SLURM refused the job array (%s). It asks for cpus_per_task=%s "
                 "x tasks_per_node=%s on %s node(s), mem_gb=%s, gpus_per_node=%s, partition=%s: "
-                "change hydra.launcher.cpus_per_task, mem_gb, partition or timeout_min",
+                "change hydra.launcher.cpus_per_task, mem_gb, partition or timeout_min, or "
+                "the shape, trainer.devices and trainer.num_nodes (hydra.launcher.tasks_per_node "
+                "and nodes follow them)",
                 message.split("error:")[-1].strip(), p.get("cpus_per_task"),
                 p.get("tasks_per_node"), p.get("nodes"), p.get("mem_gb"),
                 p.get("gpus_per_node"), p.get("partition"))

@@ -172,6 +172,7 @@ class RunRecorder(pl.Callback):
             throughput=examples / time_s if time_s else None,
             peak_mem_bytes=self.memory.peak_bytes() if self.memory else None,
             world_size=trainer.world_size,
+            num_nodes=trainer.num_nodes,
             strategy=type(trainer.strategy).__name__,
             cluster_env=cluster_env(trainer),
             device=str(trainer.strategy.root_device),

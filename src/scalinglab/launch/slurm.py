@@ -7,6 +7,8 @@ mismatch hangs at the first collective (Lightning issues 19883, 20391).
 """
 
 import logging
+import os
+import subprocess
 import sys
 
 from hydra.experimental.callback import Callback
@@ -36,6 +38,47 @@ def is_slurm(launcher: DictConfig) -> bool:
     return target is not None and extends(target, SlurmLauncher)
 
 
+def use_task_cpus() -> int | None:
+    """In a SLURM task, torch's threads are the task's CPUs (`--cpus-per-task`,
+    `hydra.launcher.cpus_per_task`), not the node's cores divided by its tasks, as Lightning's
+    DDP would set them: SLURM gave the task those CPUs. Through OMP_NUM_THREADS, which
+    Lightning honours, unless the user set it. Returns the threads; None outside a task."""
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+    if not cpus or not cpus.isdigit() or "OMP_NUM_THREADS" in os.environ:
+        return None
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = cpus
+    torch.set_num_threads(int(cpus))
+    return int(cpus)
+
+
+def partition_nodes(sinfo: str, partition: str | None) -> int | None:
+    """Nodes in `partition` (the default one, starred, when None) from `sinfo -h -o "%P %D"`
+    output (a partition's nodes may be split over lines by state); None when it is not there."""
+    counts: dict[str, int] = {}
+    default = None
+    for line in sinfo.splitlines():
+        name, _, nodes = line.strip().partition(" ")
+        if not nodes.strip().isdigit():
+            continue
+        if name.endswith("*"):
+            name = default = name[:-1]
+        counts[name] = counts.get(name, 0) + int(nodes)
+    return counts.get(partition or default) if (partition or default) else None
+
+
+def cluster_nodes(partition: str | None) -> int | None:
+    """The partition's node count as this machine's `sinfo` reports it; None when no SLURM
+    answers here (the submission is then SLURM's to judge)."""
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%P %D"], capture_output=True, text=True,
+                             timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return partition_nodes(out.stdout, partition) if out.returncode == 0 else None
+
+
 def check_job_shape(config: DictConfig) -> None:
     """Raise ConfigError when a SLURM sweep's job shape disagrees with its trainer."""
     launcher = config.hydra.launcher
@@ -54,6 +97,14 @@ def check_job_shape(config: DictConfig) -> None:
             f"hydra.launcher.tasks_per_node={tasks}, nodes={nodes} but trainer.devices="
             f"{devices}, trainer.num_nodes={num_nodes}: SLURM must start one task per device "
             "(a mismatch hangs); use hydra/launcher=slurm, which derives them from the trainer")
+    partition = launcher.get("partition")
+    available = cluster_nodes(partition)
+    if available is not None and int(num_nodes) > available:
+        where = f"partition {partition}" if partition else "the default partition"
+        raise ConfigError(
+            f"trainer.num_nodes={num_nodes} (hydra.launcher.nodes) but {where} has "
+            f"{available} node(s): lower trainer.num_nodes, or choose a larger "
+            "hydra.launcher.partition")
 
 
 class JobShapeCheck(Callback):

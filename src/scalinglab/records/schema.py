@@ -57,6 +57,7 @@ class RunRecord:
     throughput: float | None = _field("perf/throughput")
     peak_mem_bytes: int | None = _field("perf/peak_mem_bytes")
     world_size: int | None = _field(config=True)
+    num_nodes: int | None = _field(config=True)  # the machines the ranks ran on
     strategy: str | None = _field()
     cluster_env: str | None = _field()
     device: str | None = _field()

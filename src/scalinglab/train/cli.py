@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from scalinglab.identity import register_resolver as register_identity_resolver
 from scalinglab.launch.slots import configure_worker, packs_jobs
 from scalinglab.launch.slurm import register_resolver as register_slurm_resolver
+from scalinglab.launch.slurm import use_task_cpus
 from scalinglab.train.quiet import quiet_hydra, quiet_lightning
 
 log = logging.getLogger("scalinglab")
@@ -32,6 +33,8 @@ def main(cfg: DictConfig) -> dict:
     if multirun and packs_jobs(hydra_cfg.launcher):
         share = configure_worker(hydra_cfg.sweep.dir, hydra_cfg.launcher.n_jobs)
         log.info("worker slot %(slot)d: %(threads)d threads, GPUs %(gpus)s", share)
+    else:
+        use_task_cpus()
     return run_job(cfg, multirun, hydra_cfg.job.get("num") if multirun else None)
 
 
