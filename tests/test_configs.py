@@ -19,7 +19,7 @@ def test_every_option_composes(group, option):
         # Hydra's runtime values exist only inside a run: stand in for the output dir
         cfg = compose("train", overrides=[f"{group}={option}", "paths.output_dir=/tmp/out"])
     OmegaConf.resolve(cfg)
-    assert cfg.model.family in ("mlp", "cnn")
+    assert cfg.model.family in ("mlp", "cnn", "transformer")
 
 
 GRIDS = [e for e in GROUPS["experiment"] if e != "grow"]  # grow: a search, not a grid
@@ -40,7 +40,8 @@ def test_experiment_grid_expands(experiment):
 def test_every_experiment_is_listed():
     assert {"study", "mlp_grid", "cnn_grid", "target_params", "mlp_data_grid",
             "cnn_cifar10_data_grid", "isoflop", "grow", "lr_transfer",
-            "mnist1d_paper"} <= set(GROUPS["experiment"])
+            "mnist1d_paper", "lm_study", "lm_isoflop", "lm_lr_transfer"} <= set(
+                GROUPS["experiment"])
 
 
 def test_the_grow_experiment_sets_the_grow_sweeper():

@@ -10,6 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+# The process's umask, read once at import (reading it means setting it): a file written here
+# gets the permissions any new file would, not mkstemp's owner-only 0600, so a study's records
+# stay readable by the group that shares its directory.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO], None] | str | bytes) -> Path:
     """Write `path` all or nothing: a temp file in the same directory, fsync, rename. `write`
@@ -17,6 +23,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], None] | str | by
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_UMASK)
     try:
         with os.fdopen(fd, "w" if isinstance(write, str) else "wb") as f:
             if callable(write):

@@ -65,6 +65,14 @@ def batch_size(loader) -> int:
     return int(size)
 
 
+def tokens_per_example(y: torch.Tensor) -> int | None:
+    """Targets one example has when they are a sequence of integers (next-token prediction:
+    y of shape (batch, time)); None for one target an example, or real-valued ones."""
+    if y.ndim < 2 or y.is_floating_point():
+        return None
+    return int(y[0].numel())
+
+
 def dataset_size(loader) -> int | None:
     """Examples in a loader's dataset (`len(loader.dataset)`); None when it has no length (an
     iterable dataset)."""

@@ -1,5 +1,6 @@
-"""The LightningModules around any `nn.Module`: `Classifier` (cross-entropy, `module=classifier`)
-and `Regressor` (mean squared error, `module=regressor`), one task each on a shared `Task`.
+"""The LightningModules around any `nn.Module`: `Classifier` (cross-entropy, `module=classifier`),
+`Regressor` (mean squared error, `module=regressor`) and `LanguageModel` (next-token
+cross-entropy, `module=lm`), one task each on a shared `Task`.
 
 Lightning's own loop runs them: one batch per `training_step`, automatic optimization, the
 scheduler stepped by Lightning (`interval: step`), so every Trainer flag and callback works as a
@@ -151,3 +152,26 @@ class Regressor(Task):
     def evaluate(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
         x, y = batch
         return {"loss": self.loss(self(x), y)}
+
+
+class LanguageModel(Task):
+    """Next-token prediction: logits (batch, time, vocabulary) against the next tokens (batch,
+    time). `val/loss` is nats per token, `val/bpb` bits per byte (`bytes_per_token`: 1 for
+    byte-level text), `val/acc` next-token accuracy."""
+
+    METRICS = ("loss", "acc", "bpb")
+
+    def __init__(self, model: nn.Module, bytes_per_token: float = 1.0, **kwargs) -> None:
+        super().__init__(model, **kwargs)
+        self.bytes_per_token = check_number("module.bytes_per_token", bytes_per_token, low=0,
+                                            low_open=True)
+
+    def loss(self, output: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(output.reshape(-1, output.shape[-1]).float(), y.reshape(-1))
+
+    def evaluate(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
+        x, y = batch
+        logits = self(x)
+        loss = self.loss(logits, y)
+        return {"loss": loss, "acc": (logits.argmax(-1) == y).float().mean(),
+                "bpb": loss / (math.log(2) * self.bytes_per_token)}

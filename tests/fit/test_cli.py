@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from scalinglab.fit.cli import main as fit_main
-from tests.fit.tables import curves_table, lr_sweep, power_offset_table, write
+from tests.fit.tables import curves_table, isoflop_table, lr_sweep, power_offset_table, write
 
 
 @pytest.mark.parametrize("case,args,message", [
@@ -91,6 +91,21 @@ def test_cli_frontier_reads_the_sweeps_curves(tmp_path, capsys):
     fit_main([table, "--frontier", "--curves", str(tmp_path / "curves.csv"), "--law",
               "power"])
     assert "learning curves): N ~ C^" in capsys.readouterr().out
+
+
+def test_cli_frontier_reads_d_from_the_second_x_column(tmp_path, capsys):
+    """A language model's data axis is tokens: `--x params,tokens_seen` puts D_opt in tokens,
+    and the table prints tokens per parameter at each budget's minimum."""
+    table = isoflop_table()
+    table["tokens_seen"] = table["examples_seen"] * 64  # windows of 64 tokens
+    src = write(table, tmp_path / "runs.csv")
+    fit_main([src, "--frontier", "--x", "params,tokens_seen", "--law", "chinchilla", "--json"])
+    doc = json.loads(capsys.readouterr().out)["frontier"]
+    for b in doc["isoflops"]:  # D = C / (6 N) examples, 64 tokens each
+        assert b["D_opt"] == pytest.approx(64 * b["C"] / (6 * b["N_opt"]), rel=0.01)
+    assert doc["isoflop_data_exponent"] == pytest.approx(0.5, abs=0.01)
+    fit_main([src, "--frontier", "--x", "params,tokens_seen", "--law", "chinchilla"])
+    assert "D_opt / N_opt" in capsys.readouterr().out
 
 
 def test_cli_prints_unreachable_target(tmp_path, capsys):

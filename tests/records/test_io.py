@@ -2,6 +2,8 @@
 
 import json
 import math
+import os
+import stat
 
 import pytest
 
@@ -50,3 +52,11 @@ def test_a_completed_record_with_the_same_identity_is_the_one_a_rerun_skips(tmp_
     write_record(tmp_path, RunRecord(status="completed", identity="abc", params=7))
     assert completed_record(tmp_path, "abc")["params"] == 7
     assert completed_record(tmp_path, "other") is None  # another config in this directory
+
+
+def test_written_files_get_the_umask_permissions_not_owner_only(tmp_path):
+    """A study directory shared by a group stays readable: not mkstemp's 0600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    path = write_record(tmp_path, RunRecord(status="completed"))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask

@@ -56,7 +56,11 @@ def test_the_page_draws_the_compute_frontier_and_the_best_lr(tmp_path):
     front = isoflop_table().assign(status="completed", family="mlp", train_loss=1.0)
     text = build(front, tmp_path / "f", "isoflop", bootstrap=20).read_text()
     assert "<h2>The compute frontier</h2>" in text and 'src="frontier.png"' in text
-    assert "a = 0.5 [" in text
+    assert "a = 0.5 [" in text and "D_opt (examples)" in text
+    # a language model's runs: D is in tokens (64 a window here), and the exponents hold
+    tokens = front.assign(tokens_seen=64 * front["examples_seen"], family="transformer")
+    text = build(tokens, tmp_path / "t", "lm_isoflop", bootstrap=0).read_text()
+    assert "D_opt (tokens)" in text and "b = 0.5" in text
     table = lr_sweep(sizes=(1e3, 3e3, 1e4, 3e4, 1e5)).assign(train_loss=1.0, time_s=1.0)
     text = build(table, tmp_path / "lr", "lr", bootstrap=0).read_text()
     assert "<h2>Best LR vs size</h2>" in text and (tmp_path / "lr" / "best_lr.png").exists()

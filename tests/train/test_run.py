@@ -93,9 +93,13 @@ def test_every_outcome_has_its_status_and_exit_code():
 
 
 BAD = [
-    (["model._target_=scalinglab.models.Transformer"],
-     "model._target_='scalinglab.models.Transformer' cannot be imported"),
+    (["model._target_=scalinglab.models.Perceiver"],
+     "model._target_='scalinglab.models.Perceiver' cannot be imported"),
     (["model.target_params=10"], "model.target_params=10 is below the smallest model"),
+    (["model=transformer", "data=text", "module=lm", "model.width=30"],
+     "model.heads=4 does not divide model.width=30"),
+    (["data=text", "data.path=/nowhere.txt"], "data.path=/nowhere.txt is not a file"),
+    (["data=text", "data.context=100000"], "data.context=100000 is longer than the corpus"),
     (["model.depth=-1"], "model.depth must be >= 0, got -1"),
     (["model.width=0"], "model.width must be >= 1"),
     (["model.width=abc"], "model.width must be an integer, got 'abc'"),

@@ -144,6 +144,7 @@ class RunRecorder(pl.Callback):
         get = self.metrics.get
         val_loss, train_loss = get("val/loss"), get("train_eval/loss")
         examples = trainer.global_step * self.examples_per_step
+        tokens = self.size.get("tokens_per_example")
         time_s = train_time(trainer) if trainer.global_step else None
         budget = self.config.get("budget") or {}
         return RunRecord(
@@ -154,6 +155,7 @@ class RunRecorder(pl.Callback):
             **self.size,
             train_flops=training_flops(self.size.get("flops_per_example"), examples),
             examples_seen=examples,
+            tokens_seen=None if tokens is None else examples * tokens,
             budget_flops=budget.get("flops"),
             budget_examples=budget.get("examples"),
             steps=trainer.global_step,
@@ -165,6 +167,8 @@ class RunRecorder(pl.Callback):
             train_acc=get("train_eval/acc"),
             test_loss=get("test/loss"),
             test_acc=get("test/acc"),
+            val_bpb=get("val/bpb"),
+            test_bpb=get("test/bpb"),
             best_val_loss=self.best_val_loss if math.isfinite(self.best_val_loss) else None,
             train_val_gap=None if None in (val_loss, train_loss) else val_loss - train_loss,
             time_s=time_s,

@@ -167,8 +167,9 @@ class TensorDataModule(pl.LightningDataModule):
         """The model's outputs: one per class."""
         return self.num_classes
 
-    def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Return (x_train, y_train, x_val, y_val) as CPU tensors."""
+    def load(self) -> tuple[Tensor, ...]:
+        """Return (x_train, y_train, x_val, y_val) as CPU tensors, and (x_test, y_test) after
+        them for a dataset that holds out a test split of its own."""
         raise NotImplementedError
 
     def prepare_data(self) -> None:
@@ -181,9 +182,9 @@ class TensorDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.x_train is not None:
             return
-        x_train, y_train, x_val, y_val = self._prepared or self.load()
+        x_train, y_train, x_val, y_val, *test = self._prepared or self.load()
         self._prepared = None
-        x_test = y_test = None
+        x_test, y_test = test or (None, None)  # a dataset with a test split of its own
         if self.val_from_train is not None:
             x_test, y_test = x_val, y_val
             g = torch.Generator().manual_seed(VAL_SEED)
@@ -261,8 +262,9 @@ class TensorDataModule(pl.LightningDataModule):
 
     @property
     def has_test_split(self) -> bool:
-        """A test split apart from validation: the held-out split, with val_from_train."""
-        return self.val_from_train is not None
+        """A test split apart from validation: the held-out split with val_from_train, or the
+        dataset's own."""
+        return self.x_test is not None
 
     def test_dataloader(self) -> DeviceBatches:
         """The dataset's held-out split, when training examples validate (val_from_train)."""

@@ -124,11 +124,12 @@ def print_frontier(front, console: Console) -> None:
         console.print("IsoFLOP (Approach 2): no budget with 3+ sizes and an interior minimum")
         return
     table = Table(title="IsoFLOP profiles (Approach 2): a parabola of loss in log N per budget")
-    for col in ("C", "N_opt", "D_opt", "loss_opt", "bracketed"):
+    for col in ("C", "N_opt", "D_opt", "D_opt / N_opt", "loss_opt", "bracketed"):
         table.add_column(col, justify="right")
     for b in front.isoflops:
-        table.add_row(_fmt(b["C"]), _fmt(b["N_opt"]), _fmt(b.get("D_opt")), _fmt(b["loss_opt"]),
-                      "no: at an edge of its sizes" if b["at_edge"] else "yes")
+        ratio = b["D_opt"] / b["N_opt"] if b.get("D_opt") and b["N_opt"] else None
+        table.add_row(_fmt(b["C"]), _fmt(b["N_opt"]), _fmt(b.get("D_opt")), _fmt(ratio),
+                      _fmt(b["loss_opt"]), "no: at an edge of its sizes" if b["at_edge"] else "yes")
     console.print(table)
     console.print(f"N_opt ~ C^a, a = {_fmt(front.isoflop_exponent)}"
                   f"{_interval(front.isoflop_exponent_ci)}; D_opt ~ C^b, b = "
@@ -198,14 +199,16 @@ def run(args: argparse.Namespace, table) -> tuple[FitReport, dict | None]:
 def _frontier(args, table):
     from scalinglab.fit.frontier import compute_frontier
 
-    missing = [c for c in (args.compute, args.x.split(",")[0], args.y) if c not in table.columns]
+    xs = args.x.split(",")
+    missing = [c for c in (args.compute, *xs[:2], args.y) if c not in table.columns]
     if missing:
         raise FitError(f"--frontier needs column(s) {missing}")
     rows = table[table["status"] == "completed"] if "status" in table.columns else table
     curves = _curves(args)
-    front = compute_frontier(rows, args.compute, args.x.split(",")[0], args.y,
-                             bootstrap=args.bootstrap, seed=args.seed, ci=args.ci,
-                             curves=curves)
+    # D: the second --x column when given (tokens_seen for a language model), else examples
+    front = compute_frontier(rows, args.compute, xs[0], args.y, bootstrap=args.bootstrap,
+                             seed=args.seed, ci=args.ci, curves=curves,
+                             **({"examples": xs[1]} if len(xs) > 1 else {}))
     return front, rows, curves
 
 

@@ -4,8 +4,10 @@ scalinglab's own:
 - `family`: the record's family (and the W&B job type);
 - `size_arg`: the argument that sizes the model (default `width`);
 - `target_params`: solve `size_arg` for this many parameters, by building candidates on the
-  meta device and counting (no memory, milliseconds);
-- `parametrization`, `base_width`: sp or mup (models/parametrization.py);
+  meta device and counting (no memory, milliseconds); `size_multiple`: only multiples of it
+  are sizes (a Transformer's width, a multiple of its heads);
+- `parametrization`, `base_width`: sp or mup (models/parametrization.py); they also reach a
+  callable that takes them (a Transformer scales its attention by them);
 - `compile`: torch.compile the model (train/job.py).
 What the data says of itself (`input_shape`, `num_classes`, `num_outputs`: train/job.py takes
 them from the datamodule, and the input shape from a real batch when it has none) reaches the
@@ -26,8 +28,9 @@ from torch import nn
 from scalinglab import ConfigError, check_number
 from scalinglab.models import parametrization
 
-SCALINGLAB_KEYS = ("family", "size_arg", "target_params", "parametrization", "base_width",
-                   "compile")
+SCALINGLAB_KEYS = ("family", "size_arg", "size_multiple", "target_params", "parametrization",
+                   "base_width", "compile")
+PASSED_ON = ("parametrization", "base_width")  # scalinglab's keys a callable may also take
 DATA_ARGS = ("input_shape", "num_classes", "num_outputs")
 MAX_SIZE = 1 << 24
 
@@ -42,6 +45,7 @@ class Built:
     width: int | None  # the size argument's value (solved from target_params), unless that is
     # the depth
     params: int
+    params_nonembedding: int  # without nn.Embedding layers' parameters (Kaplan et al.'s N)
     param_bytes: int
 
 
@@ -86,32 +90,37 @@ def _light(factory: Callable[..., nn.Module], size_arg: str, size: int) -> nn.Mo
             return _call(factory, size_arg, size)
 
 
-def solve_size(count: Callable[[int], int], target: float, size_arg: str) -> int:
-    """The integer size whose parameter count is closest to `target`; counts must grow with
-    the size."""
-    smallest = count(1)
+def solve_size(count: Callable[[int], int], target: float, size_arg: str,
+               multiple: int = 1) -> int:
+    """The size, a multiple of `multiple`, whose parameter count is closest to `target`;
+    counts must grow with the size."""
+    def at(k: int) -> int:  # the count at the k-th size
+        return count(k * multiple)
+
+    smallest = at(1)
     if target < smallest:
         raise ConfigError(f"model.target_params={target:g} is below the smallest model: "
-                          f"{smallest:,} parameters at model.{size_arg}=1")
+                          f"{smallest:,} parameters at model.{size_arg}={multiple}")
     hi, at_hi = 1, smallest
     while at_hi < target:  # double up to the target, then bisect
-        if hi >= MAX_SIZE:
+        if hi * multiple >= MAX_SIZE:
             raise ConfigError(f"model.target_params={target:g} needs model.{size_arg} above "
                               f"{MAX_SIZE}")
-        at_next = count(2 * hi)
+        at_next = at(2 * hi)
         if at_next <= at_hi:
             raise ConfigError(f"model.{size_arg} does not change the parameter count ({at_hi:,} "
-                              f"at {hi} and {at_next:,} at {2 * hi}): set model.size_arg to the "
-                              "argument that sizes the model")
+                              f"at {hi * multiple} and {at_next:,} at {2 * hi * multiple}): set "
+                              "model.size_arg to the argument that sizes the model")
         hi, at_hi = 2 * hi, at_next
     lo = max(1, hi // 2)
-    while lo < hi:  # the smallest size with count >= target
+    while lo < hi:  # the smallest k with count >= target
         mid = (lo + hi) // 2
-        if count(mid) >= target:
+        if at(mid) >= target:
             hi = mid
         else:
             lo = mid + 1
-    return min((s for s in (hi - 1, hi) if s >= 1), key=lambda s: abs(count(s) - target))
+    best = min((k for k in (hi - 1, hi) if k >= 1), key=lambda k: abs(at(k) - target))
+    return best * multiple
 
 
 def locate(path: str):
@@ -151,6 +160,9 @@ def _factory(model_cfg: dict, data: dict, size_arg: str) -> Callable[..., nn.Mod
     for key in DATA_ARGS:
         if key in accepted and key not in args and data.get(key) is not None:
             args[key] = data[key]
+    for key in PASSED_ON:
+        if key in accepted and model_cfg.get(key) is not None:
+            args[key] = model_cfg[key]
     return partial(instantiate, args, _convert_="all")
 
 
@@ -177,10 +189,12 @@ def build_model(model_cfg: dict, data: dict | None = None) -> Built:
                                        model_cfg.get("base_width", 32))
     factory = _factory(model_cfg, data or {}, size_arg)
     size = model_cfg.get(size_arg)
+    multiple = check_number("model.size_multiple", model_cfg.get("size_multiple") or 1, low=1,
+                            integer=True)
     if model_cfg.get("target_params") is not None:
         target = check_number("model.target_params", model_cfg["target_params"], low=1)
         size = solve_size(lambda s: count_params(_light(factory, size_arg, s)), target,
-                          size_arg)
+                          size_arg, multiple)
     elif size is not None:
         size = check_number(f"model.{size_arg}", size, low=1, integer=True)
     if size is None:
@@ -192,5 +206,7 @@ def build_model(model_cfg: dict, data: dict | None = None) -> Built:
     # the record's depth and width: the config's, with the size argument's solved value
     depth = size if size_arg == "depth" else model_cfg.get("depth")
     width = model_cfg.get("width") if size_arg == "depth" else size
-    return Built(model, model_cfg.get("family"), depth, width, count_params(model),
+    embedding = sum(count_params(m) for m in model.modules() if isinstance(m, nn.Embedding))
+    params = count_params(model)
+    return Built(model, model_cfg.get("family"), depth, width, params, params - embedding,
                  sum(p.numel() * p.element_size() for p in model.parameters()))

@@ -31,16 +31,22 @@ class RunRecord:
     depth: int | None = _field(config=True, column=True)
     width: int | None = _field(config=True, column=True)
     params: int | None = _field("size/params", config=True, column=True)
+    # without the parameters of embedding layers (nn.Embedding): Kaplan et al.'s N
+    params_nonembedding: int | None = _field("size/params_nonembedding", config=True)
     param_bytes: int | None = _field("size/param_bytes")
     flops_per_example: int | None = _field("size/flops_per_example")
     train_flops: float | None = _field("size/train_flops")
     examples_seen: int | None = _field("size/examples_seen")
+    # sequence data (integer targets per position): targets an example has, and targets seen
+    tokens_per_example: int | None = _field()
+    tokens_seen: int | None = _field("size/tokens_seen")
     budget_flops: float | None = _field("budget/flops", config=True)  # the budget it was given
     budget_examples: float | None = _field("budget/examples", config=True)
     steps: int | None = _field("size/steps")
     epochs: float | None = _field("size/epochs")  # fractional when a budget ends mid-epoch
     train_size: int | None = _field(config=True, column=True)
     data: str | None = _field(config=True)
+    data_info: dict = _field(default={})  # what the datamodule says of its data (its `info`)
     seed: int | None = _field(config=True, column=True)
     val_loss: float | None = _field("final/val_loss", column=True)
     val_acc: float | None = _field("final/val_acc", column=True)
@@ -50,6 +56,8 @@ class RunRecord:
     # (data.val_from_train); otherwise val_* is that split
     test_loss: float | None = _field("final/test_loss", column=True)
     test_acc: float | None = _field("final/test_acc", column=True)
+    val_bpb: float | None = _field("final/val_bpb")    # module=lm: bits per byte
+    test_bpb: float | None = _field("final/test_bpb")
     best_val_loss: float | None = _field("best/val_loss")
     train_val_gap: float | None = _field("final/train_val_gap")
     time_s: float | None = _field("perf/time_s", column=True)
@@ -70,7 +78,8 @@ class RunRecord:
         return asdict(self)
 
 
-NESTED = tuple(f.name for f in fields(RunRecord) if f.name in ("config", "versions", "overrides"))
+NESTED = tuple(f.name for f in fields(RunRecord)
+               if f.name in ("config", "versions", "overrides", "data_info"))
 FIELDS = frozenset(f.name for f in fields(RunRecord))
 # run.json key -> W&B summary key
 SUMMARY_KEYS = {f.name: f.metadata["summary"] for f in fields(RunRecord)

@@ -58,14 +58,21 @@ def performance(table: pd.DataFrame, keys: list[str], y: str, bootstrap: int = 0
             "bootstrap": bootstrap}
 
 
+def data_axis(table: pd.DataFrame) -> str:
+    """D: tokens for runs that have them (a language model's), else examples."""
+    if "tokens_seen" in table and table["tokens_seen"].notna().all():
+        return "tokens_seen"
+    return "examples_seen"
+
+
 def joint(table: pd.DataFrame, y: str) -> dict | None:
     """L(N, D) = E + A/N^alpha + B/D^beta, when the runs have several training-set sizes."""
-    if not {"train_size", "examples_seen"} <= set(table) or table["train_size"].nunique() < 2:
+    d = data_axis(table)
+    if not {"train_size", d} <= set(table) or table["train_size"].nunique() < 2:
         return None
-    keys = default_groups(table, ["params", "examples_seen"])
+    keys = default_groups(table, ["params", d])
     try:
-        report = fit(table, x="params,examples_seen", y=y, law="chinchilla",
-                     group_by=keys or None)
+        report = fit(table, x=f"params,{d}", y=y, law="chinchilla", group_by=keys or None)
     except FitError as e:
         return {"fits": None, "error": str(e)}
     fits = pd.DataFrame([{"group": f.label, "alpha": f.params["alpha"], "beta": f.params["beta"],
@@ -81,11 +88,13 @@ def frontier(table: pd.DataFrame, y: str, bootstrap: int, ci: float,
     Approach 1 over the jobs' learning curves when there are `curves`."""
     if "train_flops" not in table or table["train_flops"].notna().sum() < 3:
         return None
-    front = compute_frontier(table, y=y, bootstrap=bootstrap, ci=ci, curves=curves)
+    d = data_axis(table)
+    front = compute_frontier(table, y=y, examples=d, bootstrap=bootstrap, ci=ci, curves=curves)
     if not front.isoflops:
         return None
+    unit = "tokens" if d == "tokens_seen" else "examples"
     budgets = pd.DataFrame([{"budget C (FLOPs)": b["C"], "N_opt": b["N_opt"],
-                             "D_opt (examples)": b.get("D_opt"), "loss at N_opt": b["loss_opt"],
+                             f"D_opt ({unit})": b.get("D_opt"), "loss at N_opt": b["loss_opt"],
                              "bracketed": "no: at an edge of its sizes" if b["at_edge"] else
                              "yes"} for b in front.isoflops])
     return {"front": front, "budgets": budgets, "a": front.isoflop_exponent,

@@ -33,6 +33,7 @@ from scalinglab.measure import (
     examples_per_step,
     forward_flops_per_example,
     rng_untouched,
+    tokens_per_example,
     training_flops,
 )
 from scalinglab.models import build_model, data_args
@@ -197,7 +198,7 @@ def build(cfg: DictConfig, identity: dict | None = None) -> Job:
     # the trainer's ranks), then the model: sized, parametrized, and its FLOPs counted once,
     # on one real example, eagerly.
     datamodule.trainer = trainer
-    loader, (x, _) = first_batch(datamodule)
+    loader, (x, y) = first_batch(datamodule)
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     built = build_model(model_cfg, data_args(datamodule, x))
     flops = forward_flops_per_example(built.model, x)
@@ -219,9 +220,12 @@ def build(cfg: DictConfig, identity: dict | None = None) -> Job:
         trainer = make_trainer(max_steps=steps, max_epochs=-1)
     recorder.examples_per_step = curve.examples_per_step = per_step
     recorder.size = {"family": built.family, "depth": built.depth, "width": built.width,
-                     "params": built.params, "param_bytes": built.param_bytes,
-                     "flops_per_example": flops, "train_size": dataset_size(loader),
-                     "data": getattr(datamodule, "name", None) or type(datamodule).__name__}
+                     "params": built.params, "params_nonembedding": built.params_nonembedding,
+                     "param_bytes": built.param_bytes, "flops_per_example": flops,
+                     "tokens_per_example": tokens_per_example(y),
+                     "train_size": dataset_size(loader),
+                     "data": getattr(datamodule, "name", None) or type(datamodule).__name__,
+                     "data_info": dict(getattr(datamodule, "info", None) or {})}
     return Job(cfg, output_dir, datamodule, module, trainer, recorder, curve)
 
 
