@@ -108,6 +108,24 @@ def test_cli_frontier_reads_d_from_the_second_x_column(tmp_path, capsys):
     assert "D_opt / N_opt" in capsys.readouterr().out
 
 
+def test_cli_frontier_reads_a_public_isoflop_collections_columns(tmp_path, capsys):
+    """Laid out as published IsoFLOP collections are (tokens, params, budget, loss): the budget
+    column groups the profiles, and a sweep's own budget_flops works as --compute too."""
+    table = isoflop_table().rename(columns={"budget_flops": "budget", "val_loss": "loss"})
+    table["tokens"] = table.pop("examples_seen")
+    src = write(table[["tokens", "params", "budget", "loss"]], tmp_path / "isoflops.csv")
+    fit_main([src, "--frontier", "--x", "params,tokens", "--y", "loss", "--compute", "budget",
+              "--law", "chinchilla", "--json"])
+    doc = json.loads(capsys.readouterr().out)["frontier"]
+    assert [b["C"] for b in doc["isoflops"]] == pytest.approx([1e12, 1e14, 1e16])
+    assert doc["isoflop_exponent"] == pytest.approx(0.5, abs=0.01)
+    assert doc["isoflop_data_exponent"] == pytest.approx(0.5, abs=0.01)
+    sweep = write(isoflop_table(), tmp_path / "runs.csv")
+    fit_main([sweep, "--frontier", "--compute", "budget_flops", "--law", "power", "--json"])
+    assert json.loads(capsys.readouterr().out)["frontier"]["isoflop_exponent"] == pytest.approx(
+        0.5, abs=0.01)
+
+
 def test_cli_prints_unreachable_target(tmp_path, capsys):
     src = write(power_offset_table(), tmp_path / "t.csv")
     fit_main([src, "--target", "0.3"])  # below E = 0.5

@@ -131,7 +131,9 @@ def compute_frontier(table: pd.DataFrame, compute: str = "train_flops", size: st
                      curves: pd.DataFrame | None = None) -> Frontier:
     """Approach 1 over the runs (and over `curves`, their learning curves, when given) and
     Approach 2 over the budgets with 3+ sizes."""
-    cols = [compute, size, y, *[c for c in (examples, "budget_flops") if c in table]]
+    # each column once: `compute` may itself be the budget column (--compute budget_flops)
+    cols = list(dict.fromkeys([compute, size, y,
+                               *[c for c in (examples, "budget_flops") if c in table]]))
     rows = table[cols].dropna(subset=[compute, size, y]).sort_values(compute, kind="stable")
     examples = examples if examples in rows else None
     env = _envelope(rows, compute, y)
