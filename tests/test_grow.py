@@ -126,6 +126,26 @@ def test_budgets_stop_the_search_before_the_round_that_would_pass_them(kw, why):
     assert rnd.decision == "budget" and why in rnd.why
 
 
+@pytest.mark.parametrize("target, kw, why", [
+    # error 0.9 N^-0.05: 95% needs ~1e25 parameters
+    ("val_acc>=0.95", {"max_params": 1e6}, "] (95% interval) lies past max_params=1e+06"),
+    # error 30 N^-0.5: 99% needs 9e6 parameters, ~9e10 FLOPs, within max_params
+    ("val_acc>=0.99", {"max_params": 1e8, "max_train_flops": 1e10},
+     "FLOPs at its low end, past max_train_flops=1e+10"),
+])
+def test_a_prediction_past_the_limits_stops_the_search_instead_of_growing_toward_it(
+        target, kw, why):
+    s = settings(target, **kw)
+    acc = (lambda n: 1 - 0.9 * n**-0.05) if target.endswith("0.95") else (
+        lambda n: 1 - 30 * n**-0.5)
+    sizes = [1000, 3000, 10000, 30000, 100000]
+    rnd = decide(Round(3, sizes[-1:]), records(sizes, acc), s, spent_flops=1.44e9)
+    assert rnd.decision == "budget" and why in rnd.why, rnd.why
+    assert rnd.why.startswith("the predicted size") and not rnd.next_sizes
+    # from 4 sizes a prediction is not trusted to stop on: the search grows
+    assert decide(Round(2, sizes[2:4]), records(sizes[:4], acc), s, 4.4e8).decision == "grow"
+
+
 def test_failed_jobs_are_reported_and_the_search_goes_on():
     s = settings()
     history = [*records([1000, 3000], saturating),

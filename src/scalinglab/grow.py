@@ -5,8 +5,10 @@ launcher and hands their run records here. Each round: stop with `met` as soon a
 the target (the answer is the smallest such size); else fit the metric against parameters with
 the project's own fit (an accuracy as its error rate, 1 - acc), predict the size that reaches
 the target, and stop with `unreachable` when the bootstrap puts the fitted floor above the
-target with the configured confidence, or with `budget` when the next round would pass a
-limit; else train sizes that bracket the prediction, at most `growth` x the largest so far.
+target with the configured confidence, or with `budget` when the predicted size's whole
+interval lies past `max_params` or `max_train_flops` (no round could reach it) or the next
+round would pass a limit; else train sizes that bracket the prediction, at most `growth` x the
+largest so far.
 
 A table tool: no torch, no Lightning.
 """
@@ -235,6 +237,10 @@ def decide(rnd: Round, history: list[dict], settings: Settings, spent_flops: flo
                    f"{target.fitted} above the target {target.error(target.value):.4g} "
                    f"(confidence {settings.confidence:g})")
         return rnd
+    beyond = judged and beyond_limits(rnd.prediction, history, settings, spent_flops)
+    if beyond:  # no round can reach the predicted size: growing toward it spends for nothing
+        rnd.decision, rnd.why = "budget", beyond
+        return rnd
     if rnd.round >= settings.max_rounds:
         rnd.decision, rnd.why = "budget", f"max_rounds={settings.max_rounds} reached"
         return rnd
@@ -262,6 +268,26 @@ def decide(rnd: Round, history: list[dict], settings: Settings, spent_flops: flo
     rnd.why = how + (f"; clipped to max_params={settings.max_params:g}"
                      if len(kept) < len(proposed) else "")
     return rnd
+
+
+def beyond_limits(prediction: dict | None, history: list[dict], settings: Settings,
+                  spent_flops: float) -> str | None:
+    """Why the predicted size cannot be trained, when even its interval's low end lies past
+    max_params or past what max_train_flops has left; None when it may be reachable."""
+    interval = (prediction or {}).get("interval")
+    if not interval or interval[0] is None:
+        return None
+    low = interval[0]
+    said = (f"the predicted size {prediction['params']:.3g} [{low:.3g}, {interval[1]:.3g}] "
+            f"({prediction['level']:.0%} interval)")
+    if low > settings.max_params:
+        return f"{said} lies past max_params={settings.max_params:g}"
+    if settings.max_train_flops is not None:
+        need = _flops_per_param(history) * low * max(1, _jobs_per_size(history))
+        if spent_flops + need > settings.max_train_flops:
+            return (f"{said} would take ~{need:.3g} FLOPs at its low end, past "
+                    f"max_train_flops={settings.max_train_flops:g} ({spent_flops:.3g} spent)")
+    return None
 
 
 def _flops_per_param(history: list[dict]) -> float:

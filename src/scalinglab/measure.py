@@ -65,14 +65,6 @@ def batch_size(loader) -> int:
     return int(size)
 
 
-def tokens_per_example(y: torch.Tensor) -> int | None:
-    """Targets one example has when they are a sequence of integers (next-token prediction:
-    y of shape (batch, time)); None for one target an example, or real-valued ones."""
-    if y.ndim < 2 or y.is_floating_point():
-        return None
-    return int(y[0].numel())
-
-
 def dataset_size(loader) -> int | None:
     """Examples in a loader's dataset (`len(loader.dataset)`); None when it has no length (an
     iterable dataset)."""
@@ -103,6 +95,19 @@ def train_time(trainer: pl.Trainer) -> float | None:
     None on a trainer without one."""
     timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
     return None if timer is None else timer.time_elapsed("train")
+
+
+def training_state_bytes(model: torch.nn.Module, optimizers) -> int:
+    """Bytes the model and its training state hold: the parameters, a gradient for each
+    trainable one, and the optimizers' state tensors (AdamW: two moments). Activations are not
+    in it; on a CPU this is the figure that grows with the model, as the process's RSS is
+    mostly torch itself."""
+    params = list(model.parameters())
+    size = sum(p.numel() * p.element_size() for p in params)
+    size += sum(p.numel() * p.element_size() for p in params if p.requires_grad)
+    return size + sum(t.numel() * t.element_size() for opt in optimizers
+                      for state in opt.state.values() for t in state.values()
+                      if isinstance(t, torch.Tensor))
 
 
 class PeakMemory:

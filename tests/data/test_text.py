@@ -25,8 +25,12 @@ def test_windows_cover_the_training_text_once_with_next_bytes(tmp_path):
     assert dm.x_train.shape[1] == 16 and dm.train_pool == (len(train) - 1) // 16
     # validation, then test: the corpus' end, contiguous, never trained on
     val = torch.tensor(list(body[len(body) - held: len(body) - held // 2]))
-    assert torch.equal(dm.x_val.flatten(), val[: dm.x_val.numel()])
-    assert dm.has_test_split and len(dm.x_test) > 0
+    test = torch.tensor(list(body[len(body) - held // 2:]))
+    for x, y, block in ((dm.x_val, dm.y_val, val), (dm.x_test, dm.y_test, test)):
+        assert len(x) == (len(block) - 1) // 16
+        assert torch.equal(x.flatten(), block[: x.numel()])
+        assert torch.equal(y.flatten(), block[1: x.numel() + 1])
+    assert dm.has_test_split and dm.tokens_per_example == 16
     assert dm.info["bytes"] == len(body) and len(dm.info["sha256"]) == 16
 
 

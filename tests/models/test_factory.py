@@ -62,6 +62,17 @@ def fixed_size(width: int) -> nn.Module:
     return nn.Linear(4, 2)
 
 
+def bottleneck(width: int, base_width: int = 64) -> nn.Module:
+    """A model whose own `base_width` means something else (as timm's ResNet's does)."""
+    return nn.Linear(base_width, width)
+
+
+def adapts_to_mup(width: int, parametrization: str = "sp", base_width: float = 1.0) -> nn.Module:
+    model = nn.Sequential(nn.Linear(4, width), nn.Linear(width, 2))
+    model.told = (parametrization, base_width)
+    return model
+
+
 def cfg(target: str, **kw) -> dict:
     return {"_target_": f"{__name__}.{target}", "family": "resnet", **kw}
 
@@ -82,6 +93,13 @@ def test_a_users_model_is_sized_by_its_own_argument(target):
 def test_the_config_wins_over_the_data_and_a_fixed_size_needs_no_solving():
     fixed = build_model(cfg("TinyResNet", size_arg="channels", channels=6, num_classes=3), DATA)
     assert fixed.width == 6 and fixed.model.head.out_features == 3
+
+
+def test_only_a_model_that_takes_parametrization_is_told_the_base_width():
+    own = build_model(cfg("bottleneck", width=8, base_width=32, parametrization="mup"))
+    assert own.model.in_features == 64  # its own default: scalinglab's base_width is not its
+    told = build_model(cfg("adapts_to_mup", width=8, base_width=4, parametrization="mup"))
+    assert told.model.told == ("mup", 4) and told.model.mup.width_mult == 2
 
 
 def test_a_constructor_the_meta_device_cannot_run_is_counted_on_the_cpu():

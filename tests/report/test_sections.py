@@ -22,7 +22,8 @@ def study_table(train_sizes=(1000,)) -> pd.DataFrame:
                              "train_size": d, "examples_seen": 10 * d, "val_loss": val,
                              "train_loss": val - 1e-5 * n**0.5, "val_acc": 1 - val / 3,
                              "time_s": 1e-3 * n**0.5, "param_bytes": 4 * n,
-                             "peak_mem_bytes": 1e8 + n, "train_flops": 6 * n * 10 * d})
+                             "peak_mem_bytes": 1e8 + n, "state_bytes": 16 * n + 64,
+                             "train_flops": 6 * n * 10 * d})
     return pd.DataFrame(rows)
 
 
@@ -47,6 +48,7 @@ def test_resources_fit_each_exponent_separately():
     assert k["parameter bytes", "family=cnn"] == pytest.approx(1.0)
     assert k["training FLOPs", "family=mlp"] == pytest.approx(1.0)
     assert 0 < k["peak memory (bytes)", "family=mlp"] < 0.01  # the runtime, mostly
+    assert k["training state (bytes)", "family=mlp"] == pytest.approx(1.0, abs=0.01)
 
 
 def test_the_stopping_rule_predicts_the_size_and_its_cost():

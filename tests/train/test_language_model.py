@@ -35,8 +35,13 @@ def test_a_flop_budget_counts_every_token(make_cfg):
 
 
 def test_mup_for_the_transformer_trains(make_cfg):
-    _, record = fit(make_cfg(*LM, "model.width=64", "model.parametrization=mup"))
-    assert record["status"] == "completed" and record["val_loss"] < math.log(256)
+    job, record = fit(make_cfg(*LM, "model.width=64", "model.parametrization=mup",
+                               "model.base_width=32"))
+    model = job.module.model
+    assert model.mup.width_mult == 2 and model.mup.roles["readout.weight"] == "readout"
+    # 4 heads: d_head 16, base d_head 8; sp would scale by 1/4
+    assert model.blocks[0].scale == pytest.approx(math.sqrt(8) / 16)
+    assert record["status"] == "completed" and record["val_loss"] < math.log(256) - 0.5
 
 
 @pytest.mark.slow

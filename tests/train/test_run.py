@@ -39,6 +39,8 @@ def test_train_writes_the_run_record(make_cfg):
     assert on_disk["train_val_gap"] == pytest.approx(on_disk["val_loss"] - on_disk["train_loss"])
     assert on_disk["best_val_loss"] <= on_disk["val_loss"] + 1e-9
     assert on_disk["peak_mem_bytes"] > 0 and on_disk["time_s"] > 0 and on_disk["setup_s"] > 0
+    # parameters, gradients and AdamW's two moments, plus its step counter per tensor (8)
+    assert 4 * on_disk["param_bytes"] < on_disk["state_bytes"] <= 4 * on_disk["param_bytes"] + 64
     assert on_disk["throughput"] == pytest.approx(on_disk["examples_seen"] / on_disk["time_s"])
     assert on_disk["config"]["model"]["width"] == 8
     assert {"torch", "lightning", "python"} <= set(on_disk["versions"])

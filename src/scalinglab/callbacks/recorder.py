@@ -14,7 +14,13 @@ from lightning.pytorch.callbacks import EarlyStopping, Timer
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 
 from scalinglab import ConfigError
-from scalinglab.measure import PeakMemory, epochs_seen, train_time, training_flops
+from scalinglab.measure import (
+    PeakMemory,
+    epochs_seen,
+    train_time,
+    training_flops,
+    training_state_bytes,
+)
 from scalinglab.records.schema import CONFIG_KEYS, RunRecord
 
 log = logging.getLogger("scalinglab")
@@ -66,6 +72,7 @@ class RunRecorder(pl.Callback):
         self.size: dict = {}
         self.examples_per_step = 0
         self.memory: PeakMemory | None = None
+        self.state_bytes: int | None = None  # measured when training ends
         self.resumed = False
 
     # Saved in checkpoints, so a resumed job reports its best loss over every attempt.
@@ -88,6 +95,9 @@ class RunRecorder(pl.Callback):
             self.setup_s = time.monotonic() - self.job_start
         if self.resumed:  # every rank's own line (its own log file under DDP)
             log.info("resuming from %s at step %d", trainer.ckpt_path, trainer.global_step)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.state_bytes = training_state_bytes(pl_module, trainer.optimizers)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         # W&B plots every metric against examples seen. The optimizer step is `trainer/step`: a
@@ -175,6 +185,7 @@ class RunRecorder(pl.Callback):
             setup_s=self.setup_s,
             throughput=examples / time_s if time_s else None,
             peak_mem_bytes=self.memory.peak_bytes() if self.memory else None,
+            state_bytes=self.state_bytes,
             world_size=trainer.world_size,
             num_nodes=trainer.num_nodes,
             strategy=type(trainer.strategy).__name__,

@@ -157,7 +157,7 @@ class TensorDataModule(pl.LightningDataModule):
         self.data_dir, self.placement = data_dir, placement
         self.device: torch.device = torch.device("cpu")  # where training runs
         self.x_train = self.y_train = self.x_val = self.y_val = None
-        self.x_test = self.y_test = None  # only with val_from_train
+        self.x_test = self.y_test = None  # with val_from_train, or a dataset's own test split
         self.train_batches: DeviceBatches | None = None
         self._train_state: dict | None = None  # the train loader's, from a checkpoint
         self._prepared: tuple[Tensor, ...] | None = None
@@ -267,7 +267,8 @@ class TensorDataModule(pl.LightningDataModule):
         return self.x_test is not None
 
     def test_dataloader(self) -> DeviceBatches:
-        """The dataset's held-out split, when training examples validate (val_from_train)."""
+        """The test split: the dataset's held-out one when training examples validate
+        (val_from_train), or the dataset's own."""
         r, w = (self.trainer.global_rank if self.trainer else 0), self.world_size
         return DeviceBatches(self.x_test[r::w], self.y_test[r::w], self.eval_batch_size, False,
                              transform=self.eval_transform, device=self.device)

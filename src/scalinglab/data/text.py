@@ -10,6 +10,7 @@ between Python versions.
 """
 
 import hashlib
+import os
 import sysconfig
 from pathlib import Path
 
@@ -22,14 +23,20 @@ from scalinglab.data.tensors import TensorDataModule
 VOCAB = 256  # bytes
 
 
+def stdlib_files(root: Path) -> list[Path]:
+    """The .py files under `root`, sorted by path, without site-packages (pruned, not walked:
+    under pyenv or conda it holds thousands of files) or caches."""
+    files = []
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = [d for d in subfolders if d not in ("site-packages", "__pycache__")]
+        files += [Path(folder) / n for n in names if n.endswith(".py")]
+    return sorted(files)
+
+
 def stdlib_text(max_bytes: int) -> bytes:
     """The standard library's .py files (not site-packages), sorted by path, joined, capped."""
-    root = Path(sysconfig.get_paths()["stdlib"])
     parts, size = [], 0
-    for path in sorted(root.rglob("*.py")):
-        rel = path.relative_to(root).parts
-        if "site-packages" in rel or "__pycache__" in rel:
-            continue
+    for path in stdlib_files(Path(sysconfig.get_paths()["stdlib"])):
         data = path.read_bytes()
         parts.append(data)
         size += len(data) + 1
@@ -81,6 +88,7 @@ class TextData(TensorDataModule):
         self.info = {"source": source, "bytes": len(text),
                      "sha256": hashlib.sha256(text).hexdigest()[:16]}
         self.input_shape = (self.context,)
+        self.tokens_per_example = self.context  # next-byte targets a window has: tokens_seen
         self.train_pool = (len(self.blocks["train"]) - 1) // self.context
         super().__init__(**kwargs)
 

@@ -67,7 +67,7 @@ def _as_list(value: str | Sequence[str] | None) -> list[str]:
     return list(value)
 
 
-DATA_AXES = ("train_size", "examples_seen")  # columns that measure a run's data
+DATA_AXES = ("train_size", "examples_seen", "tokens_seen")  # columns that measure a run's data
 
 
 def default_groups(table: pd.DataFrame, x: str | Sequence[str]) -> list[str]:
@@ -142,12 +142,13 @@ def aicc(rmse: float, n: int, k: int) -> float:
     return n * np.log(rss / n) + 2 * k + penalty
 
 
-def flops_per_param_per_example(table: pd.DataFrame) -> float:
-    """The sweep's measured k in C = k N D: median of train_flops / (params x examples_seen)."""
-    cols = ["train_flops", "params", "examples_seen"]
+def flops_per_param_per_example(table: pd.DataFrame, data: str = "examples_seen") -> float:
+    """The sweep's measured k in C = k N D, D in the `data` column's unit (examples, or tokens
+    for a language model): median of train_flops / (params x data)."""
+    cols = ["train_flops", "params", data]
     if any(c not in table.columns for c in cols):
         raise FitError(f"--flops-per-param measured needs columns {cols}")
-    k = (table["train_flops"] / (table["params"] * table["examples_seen"])).dropna()
+    k = (table["train_flops"] / (table["params"] * table[data])).dropna()
     if k.empty:
         raise FitError("--flops-per-param measured: no rows with train_flops")
     return float(k.median())
@@ -233,8 +234,9 @@ def fit(
     if target is not None and target <= 0:
         raise FitError(f"--target must be positive, got {target}")
     data = prepare(table, xs, y, groups)
-    k = (flops_per_param_per_example(data) if flops_per_param == "measured"
-         else float(flops_per_param))
+    # C = k N D with D in the second x column's unit (tokens_seen for a language model)
+    k = (flops_per_param_per_example(data, xs[1] if len(xs) > 1 else "examples_seen")
+         if flops_per_param == "measured" else float(flops_per_param))
     data["_group"] = (data[groups].map(str).agg("/".join, axis=1) if groups
                       else pd.Series("all", index=data.index))
     data["_holdout"] = mark_holdout(data, xs[0], data["_group"], holdout_largest, holdout)

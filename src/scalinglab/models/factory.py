@@ -6,8 +6,8 @@ scalinglab's own:
 - `target_params`: solve `size_arg` for this many parameters, by building candidates on the
   meta device and counting (no memory, milliseconds); `size_multiple`: only multiples of it
   are sizes (a Transformer's width, a multiple of its heads);
-- `parametrization`, `base_width`: sp or mup (models/parametrization.py); they also reach a
-  callable that takes them (a Transformer scales its attention by them);
+- `parametrization`, `base_width`: sp or mup (models/parametrization.py); a callable that
+  takes `parametrization` gets both (a Transformer scales its attention by them);
 - `compile`: torch.compile the model (train/job.py).
 What the data says of itself (`input_shape`, `num_classes`, `num_outputs`: train/job.py takes
 them from the datamodule, and the input shape from a real batch when it has none) reaches the
@@ -30,7 +30,6 @@ from scalinglab.models import parametrization
 
 SCALINGLAB_KEYS = ("family", "size_arg", "size_multiple", "target_params", "parametrization",
                    "base_width", "compile")
-PASSED_ON = ("parametrization", "base_width")  # scalinglab's keys a callable may also take
 DATA_ARGS = ("input_shape", "num_classes", "num_outputs")
 MAX_SIZE = 1 << 24
 
@@ -145,7 +144,8 @@ def locate(path: str):
     raise ConfigError(f"model._target_={path!r} cannot be imported")
 
 
-def _factory(model_cfg: dict, data: dict, size_arg: str) -> Callable[..., nn.Module]:
+def _factory(model_cfg: dict, data: dict, size_arg: str,
+             base_width: float) -> Callable[..., nn.Module]:
     """The model's callable with every argument bound but the size."""
     args = {k: v for k, v in model_cfg.items() if k not in SCALINGLAB_KEYS and k != size_arg}
     target = args.get("_target_")
@@ -160,9 +160,12 @@ def _factory(model_cfg: dict, data: dict, size_arg: str) -> Callable[..., nn.Mod
     for key in DATA_ARGS:
         if key in accepted and key not in args and data.get(key) is not None:
             args[key] = data[key]
-    for key in PASSED_ON:
-        if key in accepted and model_cfg.get(key) is not None:
-            args[key] = model_cfg[key]
+    # A model that adapts itself to muP (the Transformer's attention) takes `parametrization`;
+    # only it gets the base width too: in another model `base_width` may mean something else.
+    if "parametrization" in accepted:
+        args["parametrization"] = model_cfg.get("parametrization", "sp")
+        if "base_width" in accepted:
+            args["base_width"] = base_width
     return partial(instantiate, args, _convert_="all")
 
 
@@ -187,7 +190,7 @@ def build_model(model_cfg: dict, data: dict | None = None) -> Built:
     size_arg = str(model_cfg.get("size_arg") or "width")
     base_width = parametrization.check(model_cfg.get("parametrization", "sp"),
                                        model_cfg.get("base_width", 32))
-    factory = _factory(model_cfg, data or {}, size_arg)
+    factory = _factory(model_cfg, data or {}, size_arg, base_width)
     size = model_cfg.get(size_arg)
     multiple = check_number("model.size_multiple", model_cfg.get("size_multiple") or 1, low=1,
                             integer=True)

@@ -57,12 +57,11 @@ class Transformer(nn.Module):
         if width % heads:
             raise ConfigError(f"model.heads={heads} does not divide model.width={width}")
         d_head = width // heads
-        if parametrization == "mup":
+        if parametrization == "mup":  # scalinglab's factory passes its model.base_width
             d_base = (base_width or width) / heads
             scale = math.sqrt(d_base) / d_head
         else:
             scale = 1 / math.sqrt(d_head)
-        self.context = context
         self.tokens = nn.Embedding(num_outputs, width)
         self.positions = nn.Embedding(context, width)
         self.blocks = nn.Sequential(*(Block(width, heads, mlp_ratio, dropout, scale)

@@ -37,7 +37,8 @@ class RunRecord:
     flops_per_example: int | None = _field("size/flops_per_example")
     train_flops: float | None = _field("size/train_flops")
     examples_seen: int | None = _field("size/examples_seen")
-    # sequence data (integer targets per position): targets an example has, and targets seen
+    # sequence data: the datamodule's tokens_per_example (data=text: the context), and tokens
+    # seen = examples_seen x it
     tokens_per_example: int | None = _field()
     tokens_seen: int | None = _field("size/tokens_seen")
     budget_flops: float | None = _field("budget/flops", config=True)  # the budget it was given
@@ -64,6 +65,9 @@ class RunRecord:
     setup_s: float | None = _field("perf/setup_s")
     throughput: float | None = _field("perf/throughput")
     peak_mem_bytes: int | None = _field("perf/peak_mem_bytes")
+    # parameters, gradients and optimizer state (measure.training_state_bytes): what grows
+    # with the model on a CPU, where peak_mem_bytes is the process's RSS, torch included
+    state_bytes: int | None = _field("perf/state_bytes")
     world_size: int | None = _field(config=True)
     num_nodes: int | None = _field(config=True)  # the machines the ranks ran on
     strategy: str | None = _field()

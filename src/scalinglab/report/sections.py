@@ -24,7 +24,8 @@ from scalinglab.fit.tuned import best_over, lr_scaling, scored_on_test
 from scalinglab.grow import Target
 
 RESOURCES = {"time_s": "wall time (s)", "peak_mem_bytes": "peak memory (bytes)",
-             "param_bytes": "parameter bytes", "train_flops": "training FLOPs"}
+             "state_bytes": "training state (bytes)", "param_bytes": "parameter bytes",
+             "train_flops": "training FLOPs"}
 LR = "module.lr"
 
 

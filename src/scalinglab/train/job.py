@@ -6,6 +6,7 @@ failure, preemption, exit codes) is train/run.py's."""
 import shutil
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -33,7 +34,6 @@ from scalinglab.measure import (
     examples_per_step,
     forward_flops_per_example,
     rng_untouched,
-    tokens_per_example,
     training_flops,
 )
 from scalinglab.models import build_model, data_args
@@ -198,7 +198,7 @@ def build(cfg: DictConfig, identity: dict | None = None) -> Job:
     # the trainer's ranks), then the model: sized, parametrized, and its FLOPs counted once,
     # on one real example, eagerly.
     datamodule.trainer = trainer
-    loader, (x, y) = first_batch(datamodule)
+    loader, (x, _) = first_batch(datamodule)
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     built = build_model(model_cfg, data_args(datamodule, x))
     flops = forward_flops_per_example(built.model, x)
@@ -222,11 +222,18 @@ def build(cfg: DictConfig, identity: dict | None = None) -> Job:
     recorder.size = {"family": built.family, "depth": built.depth, "width": built.width,
                      "params": built.params, "params_nonembedding": built.params_nonembedding,
                      "param_bytes": built.param_bytes, "flops_per_example": flops,
-                     "tokens_per_example": tokens_per_example(y),
+                     "tokens_per_example": getattr(datamodule, "tokens_per_example", None),
                      "train_size": dataset_size(loader),
                      "data": getattr(datamodule, "name", None) or type(datamodule).__name__,
-                     "data_info": dict(getattr(datamodule, "info", None) or {})}
+                     "data_info": data_info(datamodule)}
     return Job(cfg, output_dir, datamodule, module, trainer, recorder, curve)
+
+
+def data_info(datamodule: pl.LightningDataModule) -> dict:
+    """What the datamodule says of its data for the record (`info`, a mapping: data=text gives
+    its corpus' source, size and hash); {} when it says nothing of that kind."""
+    info = getattr(datamodule, "info", None)
+    return dict(info) if isinstance(info, Mapping) else {}
 
 
 def measures_test(datamodule: pl.LightningDataModule, module: pl.LightningModule) -> bool:
