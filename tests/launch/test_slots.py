@@ -69,3 +69,5 @@ def test_local_parallel_runs_every_job_in_two_workers(tmp_path, cli_env):
     # two workers on this machine, each with its own slot (and cores // 2 threads)
     assert re.search(r"worker slot 0: \d+ threads", log)
     assert re.search(r"worker slot 1: \d+ threads", log)
+    # no ./conf where it ran: Hydra's warning about it is silenced in the workers too
+    assert "hydra.searchpath" not in log

@@ -61,3 +61,8 @@ def quiet_hydra() -> None:
     """Hydra warns at composition when ./conf (train.yaml's searchpath) does not exist: most
     users have none, and that is fine. Before Hydra composes, so without Lightning."""
     warnings.filterwarnings("ignore", message="provider=hydra.searchpath in main, path=conf is")
+
+
+# At import too: a joblib worker (hydra/launcher=local_parallel) composes each job's config
+# before it runs `scalinglab-train`'s main, and it imports this module when it receives the job.
+quiet_hydra()
