@@ -70,6 +70,12 @@ def _as_list(value: str | Sequence[str] | None) -> list[str]:
 DATA_AXES = ("train_size", "examples_seen", "tokens_seen")  # columns that measure a run's data
 
 
+def data_column(xs: Sequence[str]) -> str:
+    """D, the data axis, for a law or frontier over the x columns `xs`: the second one when
+    there are two (tokens_seen for a language model), else the examples seen."""
+    return xs[1] if len(xs) > 1 else "examples_seen"
+
+
 def default_groups(table: pd.DataFrame, x: str | Sequence[str]) -> list[str]:
     """What scalinglab-fit and the report fit separately unless told: each model family, and
     each training-set size when the runs have several and no x column is a data axis (a law in
@@ -234,9 +240,8 @@ def fit(
     if target is not None and target <= 0:
         raise FitError(f"--target must be positive, got {target}")
     data = prepare(table, xs, y, groups)
-    # C = k N D with D in the second x column's unit (tokens_seen for a language model)
-    k = (flops_per_param_per_example(data, xs[1] if len(xs) > 1 else "examples_seen")
-         if flops_per_param == "measured" else float(flops_per_param))
+    k = (flops_per_param_per_example(data, data_column(xs)) if flops_per_param == "measured"
+         else float(flops_per_param))
     data["_group"] = (data[groups].map(str).agg("/".join, axis=1) if groups
                       else pd.Series("all", index=data.index))
     data["_holdout"] = mark_holdout(data, xs[0], data["_group"], holdout_largest, holdout)

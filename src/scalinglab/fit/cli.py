@@ -14,7 +14,7 @@ from rich.table import Table
 
 from scalinglab import exits
 from scalinglab.files import write_json
-from scalinglab.fit import FitError, FitReport, default_groups, fit
+from scalinglab.fit import FitError, FitReport, data_column, default_groups, fit
 from scalinglab.fit.laws import LAWS
 from scalinglab.records.tables import SourceError, collect_curves, load_table
 
@@ -205,10 +205,9 @@ def _frontier(args, table):
         raise FitError(f"--frontier needs column(s) {missing}")
     rows = table[table["status"] == "completed"] if "status" in table.columns else table
     curves = _curves(args)
-    # D: the second --x column when given (tokens_seen for a language model), else examples
-    front = compute_frontier(rows, args.compute, xs[0], args.y, bootstrap=args.bootstrap,
-                             seed=args.seed, ci=args.ci, curves=curves,
-                             **({"examples": xs[1]} if len(xs) > 1 else {}))
+    front = compute_frontier(rows, args.compute, xs[0], args.y, examples=data_column(xs),
+                             bootstrap=args.bootstrap, seed=args.seed, ci=args.ci,
+                             curves=curves)
     return front, rows, curves
 
 
