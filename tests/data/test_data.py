@@ -8,7 +8,8 @@ from scalinglab.data.tensors import DeviceBatches
 
 def test_mnist1d_standard_split_and_cache(data_dir):
     dm = MNIST1D(data_dir=str(data_dir))
-    dm.setup()
+    with pytest.warns(UserWarning, match="mnist1d: validation is the test split"):
+        dm.setup()  # val_from_train=None: MNIST-1D's 1000 test examples validate
     assert dm.input_shape == (1, 40) and dm.num_classes == 10
     assert dm.x_train.shape == (4000, 1, 40) and dm.x_val.shape == (1000, 1, 40)
     assert set(dm.y_train.unique().tolist()) == set(range(10))
@@ -67,6 +68,17 @@ def test_bad_val_from_train_is_a_config_error(data_dir, kwargs, match):
 def test_synthetic_data_draws_its_own_validation_set(data_dir):
     with pytest.raises(ConfigError, match=r"data\.val_size"):
         Synthetic(val_from_train=10, data_dir=str(data_dir))
+
+
+def test_synthetic_data_has_a_test_split_of_its_own_stream(data_dir):
+    small = Synthetic(train_size=1000, val_size=300, test_size=200, data_dir=str(data_dir))
+    large = Synthetic(train_size=9000, val_size=300, test_size=200, data_dir=str(data_dir))
+    small.setup()
+    large.setup()
+    assert small.has_test_split and len(small.x_test) == 200
+    assert torch.equal(small.x_test, large.x_test)  # one test split for every train size
+    rows = lambda x: {tuple(r.tolist()) for r in x}  # noqa: E731
+    assert not rows(small.x_test) & (rows(large.x_train) | rows(large.x_val))
 
 
 def test_synthetic_is_seeded_nested_and_teacher_labelled(data_dir):

@@ -70,6 +70,8 @@ def test_a_sweep_of_sizes_on_a_folder_with_two_workers(folders, cli_env):
     runs = [json.loads(p.read_text()) for p in sweep.glob("*/run.json")]
     assert sorted(r["width"] for r in runs) == [2, 6]
     assert all(r["train_size"] == 120 and r["test_loss"] is None for r in runs)
+    logs = "".join(p.read_text() for p in sweep.glob("*/train.log")) + result.stderr
+    assert "validates on data.val_root" in logs  # nothing is held out as a test split: it says so
 
 
 @pytest.mark.parametrize("args, message", [

@@ -135,16 +135,18 @@ def test_absent_data_says_where_it_looked(torchvision, tmp_path):
 
 
 def test_trains_on_mnist_files_from_the_cli(torchvision, tmp_path, cli_env):
-    write_mnist(tmp_path / "data", "MNIST", n_train=256, n_test=64)
+    write_mnist(tmp_path / "data", "MNIST", n_train=320, n_test=64)
     run = tmp_path / "run"
     result = run_cli(["scalinglab-train", "data=mnist", f"data.root={tmp_path / 'data'}",
-                      "data.download=false", "model=cnn", "model.width=8",
+                      "data.download=false", "data.val_from_train=64", "model=cnn",
+                      "model.width=8",
                       "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
                       f"hydra.run.dir={run}"], cli_env, tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     record = json.loads((run / "run.json").read_text())
     assert record["status"] == "completed" and record["train_size"] == 256
     assert record["flops_per_example"] > 0 and record["steps"] == 256 // 128
+    assert record["test_loss"] is not None  # the 64 test images, once, on the final weights
 
 
 def test_without_torchvision_the_error_names_the_extra(make_cfg, caplog):

@@ -51,6 +51,25 @@ def test_cli_json_and_outputs(tmp_path, capsys):
     assert (tmp_path / "fit" / "fit.svg").exists()
 
 
+def test_cli_fits_the_test_split_beside_validation_with_the_laws_val_chose(tmp_path, capsys):
+    table = power_offset_table(groups=("mlp", "cnn"))
+    table["test_loss"] = 0.1 + table["val_loss"]  # E one tenth higher on the test split
+    src = write(table, tmp_path / "runs.csv")
+    fit_main([src, "--json", "--law", "auto"])
+    doc = json.loads(capsys.readouterr().out)
+    val = {f["label"]: f for f in doc["fits"]}
+    test = {f["label"]: f for f in doc["test"]["fits"]}
+    assert set(test) == set(val) == {"mlp", "cnn"}
+    for label, f in test.items():
+        assert f["y"] == "test_loss" and f["law"] == val[label]["law"]  # chosen on val only
+        assert f["selection"] is None and f["n_fit"] == val[label]["n_fit"]
+    fit_main([src])
+    out = capsys.readouterr().out
+    assert "test_loss vs params" in out and "(nothing is chosen by it)" in out
+    fit_main([str(write(power_offset_table(), tmp_path / "plain.csv")), "--json"])
+    assert "test" not in json.loads(capsys.readouterr().out)  # no test_loss measured: no fit
+
+
 def test_cli_bootstrap_target_budget_and_frontier(tmp_path, capsys):
     n, d = (g.ravel() for g in np.meshgrid(np.geomspace(1e6, 1e9, 5), np.geomspace(1e8, 1e11, 5)))
     y = 1.7 + 400 * n**-0.34 + 400 * d**-0.28
@@ -124,6 +143,12 @@ def test_cli_frontier_reads_a_public_isoflop_collections_columns(tmp_path, capsy
     fit_main([sweep, "--frontier", "--compute", "budget_flops", "--law", "power", "--json"])
     assert json.loads(capsys.readouterr().out)["frontier"]["isoflop_exponent"] == pytest.approx(
         0.5, abs=0.01)
+    fit_main([sweep, "--frontier", "--isoflop-estimator", "spline", "--json"])
+    doc = json.loads(capsys.readouterr().out)["frontier"]
+    assert doc["estimator"] == "spline" and {b["estimator"] for b in doc["isoflops"]} == {
+        "spline"}
+    fit_main([sweep, "--frontier"])
+    assert "by local" in capsys.readouterr().out  # the estimator is said in the table's title
 
 
 def test_cli_prints_unreachable_target(tmp_path, capsys):

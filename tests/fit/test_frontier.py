@@ -47,6 +47,52 @@ def test_a_minimum_at_the_edge_of_its_sizes_is_flagged_and_left_out():
     assert front.n_bracketed == 3 and front.isoflop_exponent == pytest.approx(0.5, rel=1e-6)
 
 
+def chinchilla_profiles(below=0.7, above=2.5, sizes=9):
+    """IsoFLOP profiles of Hoffmann et al.'s law (D = C / 6N) spanning far past the minimum on
+    one side, where a loss curve in log N is strongly asymmetric; the true N_opt is returned."""
+    e, a, b, alpha, beta = 1.69, 406.4, 410.7, 0.34, 0.28
+    g = (alpha * a / (beta * b)) ** (1 / (alpha + beta))
+
+    def truth(c):
+        return g * (c / 6) ** (beta / (alpha + beta))
+
+    rows = []
+    for c in (1e18, 1e19, 1e20, 1e21):
+        for n in truth(c) * np.logspace(-below, above, sizes):
+            d = c / (6 * n)
+            rows.append({"budget_flops": c, "train_flops": c, "params": n, "examples_seen": d,
+                         "val_loss": e + a / n**alpha + b / d**beta})
+    return pd.DataFrame(rows), truth
+
+
+def test_the_local_estimator_holds_where_one_parabola_over_a_wide_span_moves_the_minimum():
+    table, truth = chinchilla_profiles()
+    local, whole = compute_frontier(table), compute_frontier(table, estimator="parabola")
+    assert local.estimator == "local" and whole.estimator == "parabola"
+    for lb, wb in zip(local.isoflops, whole.isoflops, strict=True):
+        assert lb["estimator"] == "local" and not lb["poorly_determined"]
+        local_err = abs(np.log10(lb["N_opt"] / truth(lb["C"])))
+        assert local_err < 0.02 < abs(np.log10(wb["N_opt"] / truth(wb["C"])))
+    assert local.isoflop_exponent == pytest.approx(0.28 / 0.62, abs=0.005)
+    spline = compute_frontier(table, estimator="spline")  # exact on noiseless data
+    for b in spline.isoflops:
+        assert b["N_opt"] == pytest.approx(truth(b["C"]), rel=0.02)
+        assert len(b["fitted"]["N"]) == len(b["fitted"]["loss"]) == 60
+
+
+def test_a_minimum_that_moves_without_one_size_is_flagged_and_left_out():
+    table, _ = chinchilla_profiles(below=1.0, above=1.0, sizes=7)
+    rng = np.random.default_rng(3)
+    noisy = table.assign(val_loss=table["val_loss"] * np.exp(rng.normal(0, 0.03, len(table))))
+    front = compute_frontier(noisy)
+    flagged = [b for b in front.isoflops if b["poorly_determined"]]
+    assert flagged and front.n_bracketed == sum(
+        not b["at_edge"] and not b["poorly_determined"] for b in front.isoflops)
+    assert not any(b["poorly_determined"] for b in compute_frontier(table).isoflops)
+    with pytest.raises(ValueError, match="estimator must be one of"):
+        compute_frontier(table, estimator="cubic")
+
+
 def test_approach_1_over_learning_curves():
     curves = curves_table()
     env = curve_envelope(curves)

@@ -6,7 +6,7 @@ import pytest
 
 from scalinglab.fit import fit
 from scalinglab.fit.derived import allocation
-from scalinglab.fit.laws import LAWS
+from scalinglab.fit.laws import LAWS, Law
 
 
 def table_for(law: str, params: dict, x: np.ndarray, noise: float, seed: int = 0,
@@ -122,6 +122,20 @@ def test_chinchilla_allocation_is_optimal_and_matches_closed_form():
     # the target compute, allocated optimally, reaches the target loss
     c = f.derived["target_x"]
     assert allocation(f.params, c, 6.0)["loss"] == pytest.approx(2.2, rel=1e-8)
+
+
+@pytest.mark.parametrize("name", sorted(LAWS))
+def test_each_laws_jacobian_matches_central_differences(name):
+    law = LAWS[name]
+    rng = np.random.default_rng(1)
+    logx = np.log(np.geomspace(1e3, 1e7, 15))[None].repeat(law.n_x, 0)
+    logx[-1] = rng.permutation(logx[-1])
+    theta = rng.uniform(0.2, 0.8, law.n_params) * np.array([hi - lo for lo, hi in law.bounds()]
+                                                           ).clip(max=2)
+    pred, jac = law.predict_and_jac(theta, logx)
+    ref_pred, ref_jac = Law.predict_and_jac(law, theta, logx)  # the finite-difference default
+    assert pred == pytest.approx(ref_pred, rel=1e-12)
+    assert jac == pytest.approx(ref_jac, rel=1e-5, abs=1e-7)
 
 
 def test_every_law_has_consistent_parameter_names():

@@ -27,10 +27,22 @@ def study_table(train_sizes=(1000,)) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def test_performance_shows_the_test_split_beside_validation():
+    table = study_table()
+    table["test_loss"] = table["val_loss"] + 0.05  # the same alpha, E higher by 0.05
+    section = sections.performance(table, ["family"], "val_loss")
+    fits = section["fits"].set_index(["group", "on"])
+    assert section["test_y"] == "test_loss" and len(fits) == 4
+    assert fits.loc[("family=mlp", "test_loss"), "E"] == pytest.approx(0.55, rel=1e-3)
+    assert fits.loc[("family=mlp", "test_loss"), "alpha"] == pytest.approx(0.5, rel=1e-3)
+    assert sections.performance(study_table(), ["family"], "val_loss")["test_y"] is None
+
+
 def test_performance_recovers_each_familys_law():
     table = study_table()
     fits = sections.performance(table, ["family"], "val_loss", bootstrap=20)["fits"]
     fits = fits.set_index("group")
+    assert (fits["on"] == "val_loss").all()
     # noiseless: every resample of whole sizes fits the same alpha
     assert [fits.loc["family=mlp", "alpha low"], fits.loc["family=mlp", "alpha high"]] == \
         pytest.approx([0.5, 0.5], rel=1e-3)
@@ -98,7 +110,7 @@ def test_the_frontier_of_a_budget_sweep_recovers_its_exponent():
     front = sections.frontier(pd.DataFrame(rows), "val_loss", 20, 0.9, None)
     assert front["a"] == pytest.approx(0.5, rel=1e-6) and front["b"] == pytest.approx(0.5)
     assert front["a_ci"][0] <= 0.5 <= front["a_ci"][1]
-    assert list(front["budgets"]["bracketed"]) == ["yes"] * 3
+    assert list(front["budgets"]["counted"]) == ["yes"] * 3
     curves = curves_table().assign(status="completed")
     with_curves = sections.frontier(pd.DataFrame(rows), "val_loss", 0, 0.9, curves)
     assert with_curves["curves"]["n_points"] == 21 and with_curves["curves"]["n_runs"] == 3

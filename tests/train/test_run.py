@@ -46,16 +46,23 @@ def test_train_writes_the_run_record(make_cfg):
     assert {"torch", "lightning", "python"} <= set(on_disk["versions"])
 
 
-def test_val_from_train_records_the_test_split_on_the_final_weights(make_cfg):
-    cfg = make_cfg("data.val_from_train=500", "trainer.max_epochs=2")
-    record = run(cfg)
+def test_by_default_held_out_training_examples_validate_and_the_test_split_is_measured_once(
+        make_cfg):
+    record = run(make_cfg("trainer.max_epochs=2"))
     assert record["status"] == "completed"
     assert record["examples_seen"] == 2 * STEPS_PER_EPOCH * BATCH
     assert 0 < record["test_loss"] < 5 and 0 <= record["test_acc"] <= 1
     assert record["test_loss"] != record["val_loss"]  # two splits: 500 held out, 1000 test
-    plain = make_cfg("trainer.max_epochs=2")
-    plain.paths.output_dir += "-plain"
-    assert run(plain)["test_loss"] is None  # without it, val_* is the test split
+    assert record["data_info"]["validation"] == "500 training examples held out (seed 0)"
+
+
+def test_turning_the_held_out_split_off_says_validation_is_the_test_split(make_cfg):
+    cfg = make_cfg("data.val_from_train=null", "trainer.max_epochs=1")
+    with pytest.warns(UserWarning, match="validation is the test split") as caught:
+        record = run(cfg)
+    assert sum("validation is the test split" in str(w.message) for w in caught) == 1
+    assert record["test_loss"] is None  # val_* is the test split, measured once
+    assert record["data_info"]["validation"] == "the test split (data.val_from_train=null)"
 
 
 def test_target_params_records_actual_count(make_cfg):
@@ -105,7 +112,7 @@ BAD = [
     (["model.depth=-1"], "model.depth must be >= 0, got -1"),
     (["model.width=0"], "model.width must be >= 1"),
     (["model.width=abc"], "model.width must be an integer, got 'abc'"),
-    (["data.train_size=999999"], "data.train_size=999999 is larger than the 4000"),
+    (["data.train_size=999999"], "data.train_size=999999 is larger than the 3500"),
     (["module.lr=-1"], "module.lr must be > 0"),
     (["module.lr=abc"], "module.lr must be a number, got 'abc'"),
     (["module.weight_decay=-0.1"], "module.weight_decay must be >= 0"),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Subset
 
 from scalinglab import ConfigError, check_number
@@ -108,6 +109,9 @@ class ImageFolderData(pl.LightningDataModule):
             self.val, self.test = Subset(pool, order[:held].tolist()), outside
         else:
             self.val = outside
+            rank_zero_warn(f"data=image_folder validates on data.val_root={self.val_root}, "
+                           "which then scores the final weights too: data.val_from_train=N "
+                           "validates on N images of data.root and keeps it as the test split")
         if outside is not None and outside.classes != pool.classes:
             raise ConfigError(f"data.val_root={self.val_root} has classes {outside.classes}, "
                               f"data.root has {pool.classes}")

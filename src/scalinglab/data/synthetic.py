@@ -3,7 +3,8 @@ argmax (`task=classification`) or with its `outputs` values plus Gaussian noise
 (`task=regression`, for `module=regressor`).
 
 Samples are unlimited, so `train_size` is the data axis with no ceiling; the teacher depends only
-on `teacher_seed`, the sampled inputs on `seed`.
+on `teacher_seed`, the sampled inputs on `seed`. Validation is `val_size` fresh examples; the
+test split, measured once on the final weights, is `test_size` more from a stream of their own.
 """
 
 import torch
@@ -13,6 +14,7 @@ from scalinglab.data.cache import cached_arrays
 from scalinglab.data.tensors import TensorDataModule
 
 CHUNK = 4096
+TEST_STREAM = 500_000  # the test split's chunks are seeded past any training set's
 TASKS = ("classification", "regression")
 
 
@@ -21,15 +23,16 @@ class Synthetic(TensorDataModule):
     train_pool = None
 
     def __init__(self, input_dim: int = 32, num_classes: int = 10, teacher_width: int = 64,
-                 val_size: int = 2000, teacher_seed: int = 0, seed: int = 1,
+                 val_size: int = 2000, test_size: int = 2000, teacher_seed: int = 0, seed: int = 1,
                  label_noise: float = 0.0, train_size: int = 10000,
                  task: str = "classification", outputs: int = 1, noise: float = 0.0,
                  **kwargs) -> None:
         if task not in TASKS:
             raise ConfigError(f"data.task must be one of {', '.join(TASKS)}, got {task!r}")
-        input_dim, teacher_width, val_size = (
+        input_dim, teacher_width, val_size, test_size = (
             check_number(f"data.{key}", value, low=1, integer=True) for key, value in
-            (("input_dim", input_dim), ("teacher_width", teacher_width), ("val_size", val_size)))
+            (("input_dim", input_dim), ("teacher_width", teacher_width), ("val_size", val_size),
+             ("test_size", test_size)))
         if task == "regression":  # the teacher's values: `outputs` of them, noise added
             num_classes = check_number("data.outputs", outputs, low=1, integer=True)
             label_noise = check_number("data.noise", noise, low=0)
@@ -47,11 +50,10 @@ class Synthetic(TensorDataModule):
                      "label_noise": label_noise, "n": train_size + val_size}
         if task == "regression":  # classification keeps the cache key it always had
             self.args["task"] = task
-        self.val_size = val_size
+        self.val_size, self.test_size = val_size, test_size
         super().__init__(train_size=train_size, **kwargs)
 
-    def _make(self) -> dict:
-        a = self.args
+    def _make(self, a: dict, first_chunk: int = 0) -> dict:
         g = torch.Generator().manual_seed(a["teacher_seed"])
         d, h, c = a["input_dim"], a["teacher_width"], a["num_classes"]
         w1 = torch.randn(d, h, generator=g) / d**0.5
@@ -60,7 +62,7 @@ class Synthetic(TensorDataModule):
         # extends a smaller one: nested train sizes share their first examples.
         chunks = []
         for i in range(-(-a["n"] // CHUNK)):
-            g = torch.Generator().manual_seed(a["seed"] * 1_000_003 + i)
+            g = torch.Generator().manual_seed(a["seed"] * 1_000_003 + first_chunk + i)
             xc = torch.randn(CHUNK, a["input_dim"], generator=g)
             out = torch.tanh(xc @ w1) @ w2
             if a.get("task") == "regression":
@@ -79,9 +81,12 @@ class Synthetic(TensorDataModule):
         return self.args["num_classes"]  # classes, or regression outputs
 
     def load(self):
-        d = cached_arrays(self.data_dir, self.name, self.args, self._make)
-        x = torch.as_tensor(d["x"])
-        y = torch.as_tensor(d["y"], dtype=torch.float32 if self.task == "regression" else
-                            torch.long)
+        test_args = {**self.args, "n": self.test_size, "split": "test"}
+        d = cached_arrays(self.data_dir, self.name, self.args, lambda: self._make(self.args))
+        t = cached_arrays(self.data_dir, self.name, test_args,
+                          lambda: self._make(test_args, first_chunk=TEST_STREAM))
+        dtype = torch.float32 if self.task == "regression" else torch.long
+        x, y = torch.as_tensor(d["x"]), torch.as_tensor(d["y"], dtype=dtype)
         v = self.val_size
-        return x[v:], y[v:], x[:v], y[:v]
+        return (x[v:], y[v:], x[:v], y[:v],
+                torch.as_tensor(t["x"]), torch.as_tensor(t["y"], dtype=dtype))

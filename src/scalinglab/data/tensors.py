@@ -8,15 +8,17 @@ DDP each rank takes a disjoint, equal shard of every epoch's permutation (as Dis
 does); the configured batch size is GLOBAL and is split evenly across ranks. The last partial
 global batch of an epoch is dropped, so every rank runs the same number of steps.
 
-Validation is on the dataset's own held-out split unless `val_from_train=N`: then N training
-examples, never trained on, validate (what a sweep may choose by), and the held-out split is the
-test split, measured once on the final weights.
+Validation is on N training examples held out (`val_from_train=N`, seeded by VAL_SEED, never
+trained on): what a sweep may choose by. The dataset's held-out split is the test split, measured
+once on the final weights and never chosen by. The built-in configs hold examples out by default;
+`val_from_train=null` validates on the held-out split itself, and the run says so once.
 """
 
 from collections.abc import Callable
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
@@ -152,6 +154,10 @@ class TensorDataModule(pl.LightningDataModule):
             raise ConfigError(f"data.train_size={train_size} is larger than the {pool} "
                               f"training examples of {self.name}")
         self.val_from_train = val_from_train
+        # for the record (data_info): which examples validate; a subclass may have set its own
+        validation = (f"{val_from_train} training examples held out (seed {VAL_SEED})"
+                      if val_from_train else "the dataset's validation split")
+        self.info = {**getattr(self, "info", {}), "validation": validation}
         self.batch_size, self.train_size = batch_size, train_size
         self.eval_batch_size, self.subset_seed = eval_batch_size, subset_seed
         self.data_dir, self.placement = data_dir, placement
@@ -185,6 +191,12 @@ class TensorDataModule(pl.LightningDataModule):
         x_train, y_train, x_val, y_val, *test = self._prepared or self.load()
         self._prepared = None
         x_test, y_test = test or (None, None)  # a dataset with a test split of its own
+        if self.val_from_train is None and x_test is None and self.train_pool is not None:
+            self.info["validation"] = "the test split (data.val_from_train=null)"
+            rank_zero_warn(f"{self.name}: validation is the test split (data.val_from_train="
+                           "null): early stopping, checkpoints and any choice made from val_* "
+                           "see the test data; data.val_from_train=N holds N training "
+                           "examples out instead")
         if self.val_from_train is not None:
             x_test, y_test = x_val, y_val
             g = torch.Generator().manual_seed(VAL_SEED)

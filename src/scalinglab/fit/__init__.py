@@ -182,7 +182,8 @@ def _choose(candidates: dict[str, tuple[GroupFit, np.ndarray]], train: pd.DataFr
     """Pick a law using the fitted rows only, never the held-out ones: each law is refitted
     without the largest fitted sizes (a quarter of them, at least one) and scored by its RMSE
     of log y on them, an extrapolation inside the fitted rows. Where some law cannot be
-    refitted on what is left, the choice is by AICc on the fitted rows."""
+    refitted on what is left, the choice is by AICc on the fitted rows. The refit starts from
+    the law's own starts, never from its fit to all the rows, which has seen the scored ones."""
     sizes = np.sort(train[xs[0]].unique())
     k = max(1, len(sizes) // 4)
     inner = train[xs[0]] >= sizes[-k]
@@ -283,3 +284,24 @@ def fit(
                 result.derived["target_reachable_frac"] = float(np.mean(reached))
         fits.append(result)
     return FitReport(fits, data, ci)
+
+
+def on_column(report: FitReport, y: str, delta: float = 1e-3) -> FitReport | None:
+    """Each group's law refitted, on the same rows, to another column: test_loss beside
+    val_loss, so the test split is shown and chooses nothing (not the law, not the rows).
+    None when no row has a positive value there."""
+    data = report.data
+    if y not in data.columns:
+        return None
+    values = pd.to_numeric(data[y], errors="coerce")
+    data = data.assign(**{y: values})[values > 0]
+    fits = []
+    for f in report.fits:
+        rows = data[data["_group"] == f.label]
+        train, test = rows[~rows["_holdout"]], rows[rows["_holdout"]]
+        if len(train) < LAWS[f.law].n_params + 1 or any(train[c].nunique() < 2 for c in f.x):
+            continue
+        other, _ = _fit_one(LAWS[f.law], train, test, f.x, y, delta)
+        other.group, other.label = f.group, f.label
+        fits.append(other)
+    return FitReport(fits, data, report.ci) if fits else None

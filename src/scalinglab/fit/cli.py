@@ -14,8 +14,10 @@ from rich.table import Table
 
 from scalinglab import exits
 from scalinglab.files import write_json
-from scalinglab.fit import FitError, FitReport, data_column, default_groups, fit
+from scalinglab.fit import FitError, FitReport, data_column, default_groups, fit, on_column
+from scalinglab.fit.frontier import ESTIMATORS, compute_frontier, minimum_status
 from scalinglab.fit.laws import LAWS
+from scalinglab.fit.tuned import best_over, lr_scaling, scored_on_test
 from scalinglab.records.tables import SourceError, collect_curves, load_table
 
 
@@ -54,6 +56,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--frontier", action="store_true",
                    help="also the compute frontier (envelope and IsoFLOP) from --compute")
     p.add_argument("--compute", default="train_flops", help="compute column for --frontier")
+    p.add_argument("--isoflop-estimator", default="local", choices=ESTIMATORS,
+                   help="each budget's minimum: a parabola over the 5 sizes around the lowest "
+                   "loss (local, default), over all sizes (parabola), or a cubic spline of log "
+                   "loss in log N (spline)")
     p.add_argument("--curves", default=None, metavar="PATH",
                    help="learning curves for --frontier's Approach 1 (a table from "
                    "scalinglab-export --curves, or a sweep directory); default: the source's "
@@ -123,24 +129,23 @@ def print_frontier(front, console: Console) -> None:
     if not front.isoflops:
         console.print("IsoFLOP (Approach 2): no budget with 3+ sizes and an interior minimum")
         return
-    table = Table(title="IsoFLOP profiles (Approach 2): a parabola of loss in log N per budget")
-    for col in ("C", "N_opt", "D_opt", "D_opt / N_opt", "loss_opt", "bracketed"):
+    table = Table(title=f"IsoFLOP profiles (Approach 2): the minimum of each budget's loss in "
+                  f"log N, by {front.estimator}")
+    for col in ("C", "N_opt", "D_opt", "D_opt / N_opt", "loss_opt", "counted"):
         table.add_column(col, justify="right")
     for b in front.isoflops:
         ratio = b["D_opt"] / b["N_opt"] if b.get("D_opt") and b["N_opt"] else None
         table.add_row(_fmt(b["C"]), _fmt(b["N_opt"]), _fmt(b.get("D_opt")), _fmt(ratio),
-                      _fmt(b["loss_opt"]), "no: at an edge of its sizes" if b["at_edge"] else "yes")
+                      _fmt(b["loss_opt"]), minimum_status(b))
     console.print(table)
     console.print(f"N_opt ~ C^a, a = {_fmt(front.isoflop_exponent)}"
                   f"{_interval(front.isoflop_exponent_ci)}; D_opt ~ C^b, b = "
                   f"{_fmt(front.isoflop_data_exponent)}{_interval(front.isoflop_data_exponent_ci)}"
-                  f" (over the {front.n_bracketed} bracketed budget(s)). {front.note}")
+                  f" (over the {front.n_bracketed} budget(s) counted). {front.note}")
 
 
 def tune(args: argparse.Namespace, table, group_by: list[str]):
     """--best-over: the tuned envelope's rows, the fit's groups, and what was chosen."""
-    from scalinglab.fit.tuned import best_over, lr_scaling, scored_on_test
-
     over = [c.strip() for c in args.best_over.split(",") if c.strip()]
     if "status" in table.columns:
         table = table[table["status"] == "completed"]
@@ -197,8 +202,6 @@ def run(args: argparse.Namespace, table) -> tuple[FitReport, dict | None]:
 
 
 def _frontier(args, table):
-    from scalinglab.fit.frontier import compute_frontier
-
     xs = args.x.split(",")
     missing = [c for c in (args.compute, *xs[:2], args.y) if c not in table.columns]
     if missing:
@@ -207,7 +210,7 @@ def _frontier(args, table):
     curves = _curves(args)
     front = compute_frontier(rows, args.compute, xs[0], args.y, examples=data_column(xs),
                              bootstrap=args.bootstrap, seed=args.seed, ci=args.ci,
-                             curves=curves)
+                             curves=curves, estimator=args.isoflop_estimator)
     return front, rows, curves
 
 
@@ -239,6 +242,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"scalinglab-fit: error: {e}", file=sys.stderr)
         sys.exit(exits.CONFIG)
     doc = report.to_dict()
+    test_y = scored_on_test(report.data, args.y)  # test_loss beside val_loss, when measured
+    test = on_column(report, test_y, args.delta) if test_y else None
+    if test is not None:
+        doc["test"] = test.to_dict()
     if tuned is not None:
         doc["best_over"] = tuned
     if frontier is not None:
@@ -249,6 +256,10 @@ def main(argv: list[str] | None = None) -> None:
         if tuned is not None:
             print_tuned(tuned, args.y, args.x.split(",")[0], console)
         print_report(report, console)
+        if test is not None:
+            print_report(test, console)
+            console.print(f"{test_y}: the test split, measured once per run; {args.y}'s laws "
+                          "on the same rows (nothing is chosen by it)")
         if frontier is not None:
             print_frontier(frontier, console)
     if args.out or args.wandb:

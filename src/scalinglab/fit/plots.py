@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 
 from scalinglab.files import atomic_write  # noqa: E402
 from scalinglab.fit import FitReport, GroupFit  # noqa: E402
-from scalinglab.fit.frontier import Frontier  # noqa: E402
+from scalinglab.fit.frontier import Frontier, usable  # noqa: E402
 
 EXTEND = 10.0  # draw each curve this factor past the largest x, to show the extrapolation
 
@@ -116,14 +116,13 @@ def plot_frontier(frontier: Frontier, table, path: str | Path, compute: str = "t
     for i, b in enumerate(frontier.isoflops):
         sizes = np.array([p[size] for p in b["points"]])
         right.scatter(sizes, [p[y] for p in b["points"]], color=f"C{i}", s=18)
-        xs = np.geomspace(sizes.min(), sizes.max(), 60)
-        right.plot(xs, np.polyval(b["parabola"], np.log(xs)), color=f"C{i}", lw=1,
+        right.plot(b["fitted"]["N"], b["fitted"]["loss"], color=f"C{i}", lw=1,
                    label=f"C={b['C']:.2g}" + (" (minimum at an edge)" if b["at_edge"] else ""))
         right.scatter([b["N_opt"]], [b["loss_opt"]], marker="*", s=140, color=f"C{i}",
                       edgecolors="k", zorder=4)
     right.set(xscale="log", xlabel=size, ylabel=y, title="IsoFLOP curves and their minima")
     right.legend(fontsize=7)
-    inside = [b for b in frontier.isoflops if not b["at_edge"]]
+    inside = [b for b in frontier.isoflops if usable(b)]
     title = "the compute-optimal size"
     if frontier.isoflop_exponent is not None and len(inside) >= 2:
         c = np.array([b["C"] for b in inside])

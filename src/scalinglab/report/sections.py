@@ -17,8 +17,8 @@ and page.html.j2 renders them.
 
 import pandas as pd
 
-from scalinglab.fit import FitError, default_groups, fit
-from scalinglab.fit.frontier import compute_frontier
+from scalinglab.fit import FitError, default_groups, fit, on_column
+from scalinglab.fit.frontier import compute_frontier, minimum_status
 from scalinglab.fit.power import power_fit
 from scalinglab.fit.tuned import best_over, lr_scaling, scored_on_test
 from scalinglab.grow import Target
@@ -48,15 +48,19 @@ def performance(table: pd.DataFrame, keys: list[str], y: str, bootstrap: int = 0
                      bootstrap=bootstrap, ci=ci)
     except FitError as e:
         return {"y": y, "report": None, "fits": None, "error": str(e)}
-    ordered = sorted(report.fits, key=lambda f: tuple(f.group.values()))
-    fits = pd.DataFrame([{"group": label(keys, tuple(f.group.values())), "law": f.law,
+    # the test split beside validation: the same law and rows, chosen by nothing
+    test_y = scored_on_test(report.data, y)
+    test = on_column(report, test_y) if test_y else None
+    rows = [(f, y) for f in report.fits] + [(f, test_y) for f in (test.fits if test else [])]
+    rows.sort(key=lambda fy: tuple(fy[0].group.values()))
+    fits = pd.DataFrame([{"group": label(keys, tuple(f.group.values())), "on": on, "law": f.law,
                           "alpha": f.params["alpha"],
                           "alpha low": ((f.ci or {}).get("alpha") or [None])[0],
                           "alpha high": ((f.ci or {}).get("alpha") or [None, None])[1],
                           "E": f.params["E"], "A": f.params["A"], "rmse (log)": f.rmse_log_fit}
-                         for f in ordered])
+                         for f, on in rows])
     return {"y": y, "report": report, "fits": fits, "error": None, "ci": ci,
-            "bootstrap": bootstrap}
+            "bootstrap": bootstrap, "test_y": test_y if test else None}
 
 
 def data_axis(table: pd.DataFrame) -> str:
@@ -96,8 +100,7 @@ def frontier(table: pd.DataFrame, y: str, bootstrap: int, ci: float,
     unit = "tokens" if d == "tokens_seen" else "examples"
     budgets = pd.DataFrame([{"budget C (FLOPs)": b["C"], "N_opt": b["N_opt"],
                              f"D_opt ({unit})": b.get("D_opt"), "loss at N_opt": b["loss_opt"],
-                             "bracketed": "no: at an edge of its sizes" if b["at_edge"] else
-                             "yes"} for b in front.isoflops])
+                             "counted": minimum_status(b)} for b in front.isoflops])
     return {"front": front, "budgets": budgets, "a": front.isoflop_exponent,
             "a_ci": front.isoflop_exponent_ci, "b": front.isoflop_data_exponent,
             "b_ci": front.isoflop_data_exponent_ci, "bootstrap": bootstrap,
