@@ -4,8 +4,10 @@ Profiles come from Hoffmann et al.'s fitted law L(N, D) = E + A/N^alpha + B/D^be
 D = C / (6 N), at 4 budgets a decade apart, whose exact N_opt and exponent a = beta/(alpha+beta)
 are closed-form. Each scenario varies how far the sizes span past the minimum, whether they sit
 symmetrically around it, and the noise (log-normal, on every run); each is repeated with fresh
-noise and a jittered grid. Printed per estimator: the median |log10 N_opt error| over budgets,
-the median |a error| over repeats, and how many budgets were flagged (left out).
+noise and a jittered grid. In the "one grid" scenarios every budget trains the same sizes, as
+many published sweeps do, so each budget's minimum sits at a different place in its span.
+Printed per estimator: the median |log10 N_opt error| over budgets, the median |a error| over
+repeats, and how many budgets were flagged (left out).
 
     python scripts/bench_isoflop.py [--repeats 200] [--seed 0]
 """
@@ -28,6 +30,9 @@ SCENARIOS = {
     "wide, skewed, 0.5% noise": (0.7, 2.5, 9, 0.005),
     "wide, skewed, clean": (0.7, 2.5, 9, 0.0),
     "wide, skewed, 2% noise": (0.7, 2.5, 9, 0.02),
+    "one grid, clean": (None, None, 12, 0.0),
+    "one grid, 0.5% noise": (None, None, 12, 0.005),
+    "one grid, 2% noise": (None, None, 12, 0.02),
 }
 
 
@@ -36,12 +41,20 @@ def n_opt(c: float) -> float:
     return g * (c / 6) ** A_TRUE
 
 
-def profiles(below: float, above: float, sizes: int, noise: float,
+def profiles(below: float | None, above: float | None, sizes: int, noise: float,
              rng: np.random.Generator) -> pd.DataFrame:
+    """Each budget's sizes span `below` and `above` decades around its N_opt; None: one grid
+    for every budget, from a decade below the smallest budget's N_opt to one above the
+    largest's."""
     rows = []
+    shift = rng.uniform(-0.15, 0.15)  # the grid does not sit exactly on the minimum
     for c in BUDGETS:
-        shift = rng.uniform(-0.15, 0.15)  # the grid does not sit exactly on the minimum
-        n = n_opt(c) * np.logspace(-below + shift, above + shift, sizes)
+        if below is None:
+            lo, hi = np.log10(n_opt(BUDGETS[0])) - 1, np.log10(n_opt(BUDGETS[-1])) + 1
+            n = np.logspace(lo + shift, hi + shift, sizes)
+        else:
+            shift = rng.uniform(-0.15, 0.15)
+            n = n_opt(c) * np.logspace(-below + shift, above + shift, sizes)
         d = c / (6 * n)
         loss = (E + A / n**ALPHA + B / d**BETA) * np.exp(rng.normal(0, noise, sizes))
         rows += [{"train_flops": c, "budget_flops": c, "params": ni, "examples_seen": di,

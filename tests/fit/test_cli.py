@@ -46,6 +46,8 @@ def test_cli_json_and_outputs(tmp_path, capsys):
     assert first["law"] == "power_offset" and set(first["params"]) == {"E", "A", "alpha"}
     assert first["n_holdout"] == 2 and first["rmse_log_holdout"] is not None
     assert json.loads((tmp_path / "fit" / "fit.json").read_text()) == doc
+    fit_main([src, "--json", "--holdout-largest", "2", "--workers", "2"])
+    assert json.loads(capsys.readouterr().out) == doc  # the groups in 2 processes: the same
     png = tmp_path / "fit" / "fit.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert (tmp_path / "fit" / "fit.svg").exists()

@@ -114,8 +114,9 @@ def test_an_isoflop_sweep_gives_a_frontier_from_the_cli(tmp_path, cli_env):
     from tests.helpers import run_cli
 
     sweep = tmp_path / "sweep"
+    # module.lr=0.01: at this LR the shrunk grid brackets both budgets' minima
     grid = run_cli(["scalinglab-train", "-m", "experiment=isoflop", "budget.flops=3e8,1e9",
-                    "model.target_params=300,1000,3000", "data.num_samples=5000",
+                    "model.target_params=300,1000,3000", "data.num_samples=5000", "module.lr=0.01",
                     f"hydra.sweep.dir={sweep}"],
                    cli_env, tmp_path)
     assert grid.returncode == 0, grid.stderr[-2000:]

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalinglab.fit import fit
+from scalinglab.fit import FitError, fit
 from scalinglab.fit.derived import allocation
 from scalinglab.fit.laws import LAWS, Law
 
@@ -87,6 +87,19 @@ def test_held_out_values_change_neither_the_choice_nor_the_parameters():
     assert after.law == before.law and after.selection["scores"] == before.selection["scores"]
     assert after.params == before.params
     assert after.rmse_log_holdout != before.rmse_log_holdout  # the report does see them
+
+
+def test_groups_fitted_in_two_processes_give_the_same_report():
+    x = np.geomspace(1e2, 1e6, 12)
+    table = pd.concat([
+        table_for("power_offset", {"E": 1.0, "A": 30.0, "alpha": 0.6}, x, 0.01).assign(g="a"),
+        table_for("bnsl", {"E": 0.5, "A": 20.0, "d": 1e4, "f": 0.5, "alpha": 0.2, "c": 0.4}, x,
+                  0.01, seed=1).assign(g="b")])
+    one = fit(table, law="auto", group_by="g", bootstrap=20)
+    two = fit(table, law="auto", group_by="g", bootstrap=20, workers=2)
+    assert [f.to_dict() for f in two.fits] == [f.to_dict() for f in one.fits]
+    with pytest.raises(FitError, match="--workers must be >= 1"):
+        fit(table, workers=0)
 
 
 def test_auto_falls_back_to_aicc_when_too_few_sizes_to_refit():

@@ -209,6 +209,34 @@ def _choose(candidates: dict[str, tuple[GroupFit, np.ndarray]], train: pd.DataFr
     return {"criterion": criterion, "scores": scores, "chosen": chosen, "reason": reason}
 
 
+def _fit_group(key: str, group: dict, train: pd.DataFrame, test: pd.DataFrame,
+               usable: list[str], xs: list[str], y: str, auto: bool, delta: float,
+               bootstrap: int, seed: int, ci: float, target: float | None,
+               budgets: list[float], k: float) -> GroupFit:
+    """One group's fit: its law (chosen among `usable` when `auto`), derived quantities and
+    bootstrap intervals."""
+    candidates = {n: _fit_one(LAWS[n], train, test, xs, y, delta) for n in usable}
+    selection = _choose(candidates, train, xs, y, delta) if auto else None
+    result, theta = candidates[selection["chosen"] if selection else usable[0]]
+    spec = LAWS[result.law]
+    result.group, result.label, result.selection = group, key, selection
+    logx = np.log(train[xs].to_numpy(float).T)
+
+    def derive_fn(params):
+        return derive(spec, params, logx, target, budgets, k)
+
+    result.derived = derive_fn(result.params)
+    if bootstrap:
+        clusters = train.groupby(xs, sort=False).ngroup().to_numpy()
+        result.samples = resample_fits(spec, logx, np.log(train[y].to_numpy(float)),
+                                       clusters, bootstrap, seed, delta, theta, derive_fn)
+        result.ci = percentile_intervals(result.samples, ci)
+        if target is not None:  # the interval of target_x covers reachable resamples only
+            reached = [s.get("target_x") is not None for s in result.samples]
+            result.derived["target_reachable_frac"] = float(np.mean(reached))
+    return result
+
+
 def fit(
     table: pd.DataFrame,
     x: str | Sequence[str] = "params",
@@ -224,9 +252,11 @@ def fit(
     target: float | None = None,
     budgets: Sequence[float] | None = None,
     flops_per_param: float | str = 6.0,
+    workers: int = 1,
 ) -> FitReport:
     """Fit `law` to y(x) in each group. `law="auto"` picks among the laws that take as many
-    x columns as given. See the README ("Fitting") for the laws and outputs."""
+    x columns as given; `workers` > 1 fits groups in that many processes (joblib), with the
+    same results. See the README ("Fitting") for the laws and outputs."""
     xs, groups = _as_list(x), _as_list(group_by)
     if law != "auto" and law not in LAWS:
         raise FitError(f"unknown law {law!r}; choose one of {sorted(LAWS)} or 'auto'")
@@ -240,6 +270,8 @@ def fit(
         raise FitError(f"need --bootstrap >= 0 and 0 < --ci < 1, got {bootstrap}, {ci}")
     if target is not None and target <= 0:
         raise FitError(f"--target must be positive, got {target}")
+    if workers < 1:
+        raise FitError(f"--workers must be >= 1, got {workers}")
     data = prepare(table, xs, y, groups)
     k = (flops_per_param_per_example(data, data_column(xs)) if flops_per_param == "measured"
          else float(flops_per_param))
@@ -247,7 +279,7 @@ def fit(
                       else pd.Series("all", index=data.index))
     data["_holdout"] = mark_holdout(data, xs[0], data["_group"], holdout_largest, holdout)
 
-    fits = []
+    work = []  # every group checked before any is fitted: bad input fails at once
     for key, rows in data.groupby("_group", sort=True):
         train, test = rows[~rows["_holdout"]], rows[rows["_holdout"]]
         where = f"group {key!r}" if groups else "the table"
@@ -260,29 +292,17 @@ def fit(
             held = f" after holding out {len(test)}" if len(test) else ""
             raise FitError(f"{where} has {len(train)} point(s) to fit{held}; law {law!r} needs "
                            f"at least {need} (parameters + 1)")
-        candidates = {n: _fit_one(LAWS[n], train, test, xs, y, delta) for n in usable}
-        selection = _choose(candidates, train, xs, y, delta) if law == "auto" else None
-        result, theta = candidates[selection["chosen"] if selection else usable[0]]
-        spec = LAWS[result.law]
-        result.group = (dict(zip(groups, rows[groups].iloc[0].tolist(), strict=True))
-                        if groups else {})
-        result.label = key
-        result.selection = selection
-        logx = np.log(train[xs].to_numpy(float).T)
+        group = dict(zip(groups, rows[groups].iloc[0].tolist(), strict=True)) if groups else {}
+        work.append((key, group, train, test, usable))
+    settings = {"xs": xs, "y": y, "auto": law == "auto", "delta": delta,
+                "bootstrap": bootstrap, "seed": seed, "ci": ci, "target": target,
+                "budgets": list(budgets or []), "k": k}
+    if workers > 1 and len(work) > 1:
+        from joblib import Parallel, delayed  # only here: scalinglab-fit starts without it
 
-        def derive_fn(params, spec=spec, logx=logx):
-            return derive(spec, params, logx, target, list(budgets or []), k)
-
-        result.derived = derive_fn(result.params)
-        if bootstrap:
-            clusters = train.groupby(xs, sort=False).ngroup().to_numpy()
-            result.samples = resample_fits(spec, logx, np.log(train[y].to_numpy(float)),
-                                           clusters, bootstrap, seed, delta, theta, derive_fn)
-            result.ci = percentile_intervals(result.samples, ci)
-            if target is not None:  # the interval of target_x covers reachable resamples only
-                reached = [s.get("target_x") is not None for s in result.samples]
-                result.derived["target_reachable_frac"] = float(np.mean(reached))
-        fits.append(result)
+        fits = Parallel(n_jobs=workers)(delayed(_fit_group)(*w, **settings) for w in work)
+    else:
+        fits = [_fit_group(*w, **settings) for w in work]
     return FitReport(fits, data, ci)
 
 

@@ -43,6 +43,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="N resamples of whole configurations for percentile intervals")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="fit the groups in N processes (the same results; for many groups, "
+                   "--law auto or a long --bootstrap)")
     p.add_argument("--ci", type=float, default=0.95, help="interval level (default 0.95)")
     p.add_argument("--target", type=float, default=None, metavar="LOSS",
                    help="predict the x (or, for chinchilla, the compute) that reaches this y")
@@ -198,7 +201,7 @@ def run(args: argparse.Namespace, table) -> tuple[FitReport, dict | None]:
     return fit(table, x=args.x, y=args.y, law=args.law, group_by=groups or None,
                holdout_largest=args.holdout_largest, holdout=args.holdout, delta=args.delta,
                bootstrap=args.bootstrap, seed=args.seed, ci=args.ci, target=args.target,
-               budgets=args.budget, flops_per_param=k), tuned
+               budgets=args.budget, flops_per_param=k, workers=args.workers), tuned
 
 
 def _frontier(args, table):
