@@ -2,9 +2,10 @@
 against a plain PyTorch script that trains the same 14 configurations in one process.
 
 The plain side takes each job's resolved config from the same Hydra composition and trains the
-same model (scalinglab.models, no Lightning), on the same MNIST-1D split, with the same AdamW
-parameter groups, warmup + cosine schedule, batch size, epochs and dropout, and evaluates the
-validation set and as many training examples at every epoch's end, as scalinglab does. Both
+same model (scalinglab.models, no Lightning), on the same MNIST-1D split (the same 500 training
+examples held out to validate), with the same AdamW parameter groups, warmup + cosine schedule,
+batch size, epochs and dropout, evaluates the validation set and as many training examples at
+every epoch's end, and the test split once at the end, as scalinglab does. Both
 sides run as fresh processes with a fresh data cache and the same thread count, so each pays
 its own start-up; pairs alternate which side runs first. Prints the wall times and the ratio
 plain / scalinglab (1.0: no overhead at all).
@@ -34,6 +35,7 @@ def plain(overrides: list[str], data_dir: str) -> None:
     from omegaconf import OmegaConf
 
     from scalinglab import CONF_DIR
+    from scalinglab.data.tensors import VAL_SEED
     from scalinglab.launch.summary import grid_jobs
     from scalinglab.models import build_model
 
@@ -47,8 +49,12 @@ def plain(overrides: list[str], data_dir: str) -> None:
     np.savez(Path(data_dir) / "plain-mnist1d.npz", **{k: d[k] for k in ("x", "y")})
     x = torch.as_tensor(d["x"], dtype=torch.float32).unsqueeze(1)
     y = torch.as_tensor(d["y"], dtype=torch.long)
-    xv = torch.as_tensor(d["x_test"], dtype=torch.float32).unsqueeze(1)
-    yv = torch.as_tensor(d["y_test"], dtype=torch.long)
+    xt = torch.as_tensor(d["x_test"], dtype=torch.float32).unsqueeze(1)
+    yt = torch.as_tensor(d["y_test"], dtype=torch.long)
+    held = torch.zeros(len(x), dtype=torch.bool)  # scalinglab's data.val_from_train rule
+    held[torch.randperm(len(x), generator=torch.Generator().manual_seed(VAL_SEED))[
+        : base.data.val_from_train]] = True
+    xv, yv, x, y = x[held], y[held], x[~held], y[~held]
     for job in jobs:
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
             cfg = compose("train", overrides=["experiment=study", *overrides, *job])
@@ -84,8 +90,10 @@ def plain(overrides: list[str], data_dir: str) -> None:
             with torch.no_grad():
                 val = F.cross_entropy(model(xv), yv).item()
                 F.cross_entropy(model(x[: len(xv)]), y[: len(xv)]).item()
-        print(f"{cfg.model.family} {cfg.model.target_params}: val_loss {val:.4f} "
-              f"({time.perf_counter() - t0:.2f} s)", flush=True)
+        with torch.no_grad():
+            test = F.cross_entropy(model(xt), yt).item()
+        print(f"{cfg.model.family} {cfg.model.target_params}: val_loss {val:.4f} test_loss "
+              f"{test:.4f} ({time.perf_counter() - t0:.2f} s)", flush=True)
 
 
 def timed(cmd: list[str], env: dict) -> float:

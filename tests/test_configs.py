@@ -4,8 +4,10 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from scalinglab.data.vision import SPECS
 from tests.helpers import CONF_DIR
 
 GROUPS = {p.name: sorted(f.stem for f in p.glob("*.yaml"))
@@ -49,3 +51,27 @@ def test_the_grow_experiment_sets_the_grow_sweeper():
         cfg = compose("train", overrides=["experiment=grow"], return_hydra_config=True)
     assert cfg.hydra.sweeper._target_ == "hydra_plugins.scalinglab_grow.GrowSweeper"
     assert cfg.hydra.sweeper.target == "val_acc>=0.93" and cfg.model.family == "cnn"
+
+
+def test_every_swept_training_set_fits_the_examples_left_after_validation():
+    """data.train_size may not exceed the training examples left once data.val_from_train are
+    held out: every grid's largest training set is built (or, for a torchvision dataset, counted
+    from its spec)."""
+    checked = []
+    for experiment in GRIDS:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose("train", overrides=[f"experiment={experiment}",
+                                              "paths.output_dir=/tmp/out"],
+                          return_hydra_config=True)
+        swept = str(cfg.hydra.sweeper.params.get("data.train_size", ""))
+        sizes = [int(float(v)) for v in swept.split(",") if v.strip()]
+        if not sizes:
+            continue
+        data = OmegaConf.to_container(cfg.data, resolve=True)
+        if data["_target_"].endswith("VisionData"):  # torchvision may not be installed here
+            left = SPECS[data["dataset"]].train_pool - (data["val_from_train"] or 0)
+            assert max(sizes) <= left, (experiment, max(sizes), left)
+        else:
+            instantiate(cfg.data, train_size=max(sizes))  # a ConfigError when it does not fit
+        checked.append(experiment)
+    assert {"mlp_data_grid", "cnn_cifar10_data_grid"} <= set(checked)

@@ -76,6 +76,7 @@ def test_synthetic_data_has_a_test_split_of_its_own_stream(data_dir):
     small.setup()
     large.setup()
     assert small.has_test_split and len(small.x_test) == 200
+    assert small.info["validation"] == "300 fresh examples (data.val_size)"
     assert torch.equal(small.x_test, large.x_test)  # one test split for every train size
     rows = lambda x: {tuple(r.tolist()) for r in x}  # noqa: E731
     assert not rows(small.x_test) & (rows(large.x_train) | rows(large.x_val))

@@ -57,6 +57,7 @@ def test_a_folder_of_images_trains_validates_and_tests(folders, cli_env):
     assert record["examples_seen"] == 4 * 40 and record["epochs"] == 2
     assert record["flops_per_example"] > 0
     assert record["val_loss"] is not None and record["test_loss"] is not None
+    assert record["data_info"]["validation"] == "30 images held out of data.root (seed 0)"
     assert record["train_loss"] is not None  # the second val loader: the train-val gap
     # 3 convs of 4 channels (3x3), the first at stride 2 (8 -> 4), then the 4 x 4 x 4 map
     assert record["params"] == (3 * 9 + 1) * 4 + 2 * (4 * 9 + 1) * 4 + (4 * 4 * 4 + 1) * 3

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalinglab.fit.frontier import compute_frontier, curve_envelope
+from scalinglab.fit.frontier import compute_frontier, curve_envelope, minimum_status
 from tests.fit.tables import curves_table, isoflop_table
 
 
@@ -91,6 +91,23 @@ def test_a_minimum_that_moves_without_one_size_is_flagged_and_left_out():
     assert not any(b["poorly_determined"] for b in compute_frontier(table).isoflops)
     with pytest.raises(ValueError, match="estimator must be one of"):
         compute_frontier(table, estimator="cubic")
+
+
+def test_a_flagged_budget_stays_out_of_the_bootstrap_interval_too():
+    table, _ = chinchilla_profiles()
+    largest = table["budget_flops"] == table["budget_flops"].max()
+    rng = np.random.default_rng(1)  # the largest budget alone: noisy enough to be flagged
+    noise = np.exp(rng.normal(0, 0.05, int(largest.sum())))
+    table.loc[largest, "val_loss"] *= noise
+    front = compute_frontier(table, bootstrap=50)
+    assert [b["poorly_determined"] for b in front.isoflops] == [False, False, False, True]
+    assert minimum_status(front.isoflops[-1]) == "no: moves >2x without one size"
+    assert [minimum_status(b) for b in front.isoflops[:3]] == ["yes"] * 3
+    # the same interval as without that budget at all: it is resampled last, so the draws for
+    # the others are the same
+    alone = compute_frontier(table[~largest], bootstrap=50)
+    assert front.isoflop_exponent == alone.isoflop_exponent
+    assert front.isoflop_exponent_ci == alone.isoflop_exponent_ci
 
 
 def test_approach_1_over_learning_curves():

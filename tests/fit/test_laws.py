@@ -145,10 +145,17 @@ def test_each_laws_jacobian_matches_central_differences(name):
     logx[-1] = rng.permutation(logx[-1])
     theta = rng.uniform(0.2, 0.8, law.n_params) * np.array([hi - lo for lo, hi in law.bounds()]
                                                            ).clip(max=2)
-    pred, jac = law.predict_and_jac(theta, logx)
-    ref_pred, ref_jac = Law.predict_and_jac(law, theta, logx)  # the finite-difference default
-    assert pred == pytest.approx(ref_pred, rel=1e-12)
-    assert jac == pytest.approx(ref_jac, rel=1e-5, abs=1e-7)
+    thetas = [theta]
+    if name == "bnsl":  # also a break inside the data, where every term of the bend matters
+        thetas.append(law.theta({"E": 0.5, "A": 20.0, "d": 1e5, "f": 0.5, "alpha": 0.2,
+                                 "c": 0.4}))
+    for i, theta in enumerate(thetas):
+        pred, jac = law.predict_and_jac(theta, logx)
+        ref_pred, ref_jac = Law.predict_and_jac(law, theta, logx)  # finite differences
+        assert pred == pytest.approx(ref_pred, rel=1e-12)
+        assert jac == pytest.approx(ref_jac, rel=1e-5, abs=1e-7)
+        if i:  # the break inside the data: every parameter moves the prediction
+            assert np.abs(jac).max(axis=0).min() > 1e-3
 
 
 def test_every_law_has_consistent_parameter_names():

@@ -229,7 +229,7 @@ def test_a_refused_submission_is_one_line_naming_the_keys(sweep, tmp_path, cli_e
 def test_a_grow_search_runs_its_rounds_as_job_arrays(sweep, tmp_path, cli_env):
     result = subprocess.run(sweep_cmd(sweep, "hydra/sweeper=grow", "data=synthetic",
                                       "data.train_size=4000", "trainer.max_epochs=5",
-                                      "hydra.sweeper.start=[300,1000]",
+                                      "module.lr=0.01", "hydra.sweeper.start=[300,1000]",
                                       "hydra.sweeper.target='val_acc>=0.74'"),
                             env=cli_env, cwd=tmp_path, capture_output=True, text=True,
                             timeout=900)

@@ -74,6 +74,9 @@ class ImageFolderData(pl.LightningDataModule):
             raise ConfigError(f"data.root={self.root}: {e}") from None
         self.input_shape, self.num_classes = (channels, size, size), len(classes)
         self.train = self.val = self.test = None
+        self.info = {"validation": (f"{self.val_from_train} images held out of data.root "
+                                    f"(seed {VAL_SEED})" if self.val_from_train else
+                                    f"data.val_root={self.val_root}")}
 
     @property
     def num_outputs(self) -> int:

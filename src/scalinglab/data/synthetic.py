@@ -52,6 +52,7 @@ class Synthetic(TensorDataModule):
             self.args["task"] = task
         self.val_size, self.test_size = val_size, test_size
         super().__init__(train_size=train_size, **kwargs)
+        self.info["validation"] = f"{val_size} fresh examples (data.val_size)"
 
     def _make(self, a: dict, first_chunk: int = 0) -> dict:
         g = torch.Generator().manual_seed(a["teacher_seed"])

@@ -314,6 +314,10 @@ def on_column(report: FitReport, y: str, delta: float = 1e-3) -> FitReport | Non
     if y not in data.columns:
         return None
     values = pd.to_numeric(data[y], errors="coerce")
+    missing = int((~(values > 0)).sum())
+    if missing:
+        warnings.warn(f"{y}: {missing} row(s) without a positive value are left out of its "
+                      "fit", stacklevel=2)
     data = data.assign(**{y: values})[values > 0]
     fits = []
     for f in report.fits:

@@ -13,10 +13,11 @@ N_opt ~ C^a and D_opt ~ C^b are straight lines in log-log. The curve is one of E
 parabola over sizes spanning far past the minimum is pulled by the asymmetric far ends;
 `parabola` fits all sizes (Hoffmann et al.); `spline` interpolates log loss in log N with a
 cubic spline (as Porian et al. 2024). scripts/bench_isoflop.py compares them on profiles with
-known minima (docs/reference.md). A minimum at an edge of its budget's sizes is not bracketed,
-and one that moves by more than a factor 2 when any one size is left out is poorly determined:
-both are flagged and left out of the exponents. Bootstrap intervals resample each budget's
-runs and refit everything.
+known minima (docs/reference.md). A minimum at an edge of the sizes its curve was fitted to is
+not bracketed, and one that moves by more than a factor 2 when any one size is left out is
+poorly determined: both are flagged and left out of the exponents. Bootstrap intervals
+resample each budget's runs and refit every curve, over the budgets the estimate may count
+(not the poorly determined ones).
 """
 
 from dataclasses import asdict, dataclass, field
@@ -25,6 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy.interpolate import CubicSpline
 
+from scalinglab.fit import FitError
 from scalinglab.fit.power import power_fit
 
 ESTIMATORS = ("local", "parabola", "spline")
@@ -113,6 +115,8 @@ def _minimum(logn: np.ndarray, loss: np.ndarray, estimator: str):
     upwards). The parabola's vertex may lie past its sizes; the spline's minimum is searched
     inside them."""
     if estimator == "spline":
+        if (loss <= 0).any():
+            raise FitError("--isoflop-estimator spline fits log loss: the loss must be positive")
         sizes, inverse = np.unique(logn, return_inverse=True)
         mean = np.bincount(inverse, weights=np.log(loss)) / np.bincount(inverse)  # seeds
         spline = CubicSpline(sizes, mean)
@@ -165,7 +169,7 @@ def isoflop_profile(budget: pd.DataFrame, compute: str, size: str, y: str,
     if found is None:
         return None
     t, loss_opt, (lo, hi, f) = found
-    at_edge = bool(t <= logn.min() + 1e-9 or t >= logn.max() - 1e-9)
+    at_edge = bool(t <= lo + 1e-9 or t >= hi - 1e-9)  # past the sizes the curve was fitted to
     grid = np.linspace(lo, hi, 60)
     out = {"C": float(np.exp(np.log(budget[compute]).mean())), "N_opt": float(np.exp(t)),
            "loss_opt": loss_opt, "at_edge": at_edge, "estimator": estimator,
@@ -210,7 +214,7 @@ def compute_frontier(table: pd.DataFrame, compute: str = "train_flops", size: st
     """Approach 1 over the runs (and over `curves`, their learning curves, when given) and
     Approach 2 over the budgets with 3+ sizes, each budget's minimum by `estimator`."""
     if estimator not in ESTIMATORS:
-        raise ValueError(f"IsoFLOP estimator must be one of {ESTIMATORS}, got {estimator!r}")
+        raise FitError(f"IsoFLOP estimator must be one of {ESTIMATORS}, got {estimator!r}")
     # each column once: `compute` may itself be the budget column (--compute budget_flops)
     cols = list(dict.fromkeys([compute, size, y,
                                *[c for c in (examples, "budget_flops") if c in table]]))
@@ -222,12 +226,14 @@ def compute_frontier(table: pd.DataFrame, compute: str = "train_flops", size: st
     env_exp = _slope(env[compute].to_numpy(float), env[size].to_numpy(float))
 
     groups = [g for _, g in rows.groupby(budgets(rows, compute, tol)) if g[size].nunique() >= 3]
-    profiles = []
+    profiles, resampled = [], []  # resampled: the budgets the bootstrap refits
     for g in groups:
         p = isoflop_profile(g, compute, size, y, examples, estimator)
         if p is not None:
             p["points"] = g[[compute, size, y]].to_dict("records")
             profiles.append(p)
+        if p is None or not p["poorly_determined"]:  # left out of the estimate: out of its CI
+            resampled.append(g)
     a, b = _exponents(profiles)
     front = Frontier(envelope, env_exp, profiles, a, isoflop_data_exponent=b,
                      n_bracketed=sum(usable(p) for p in profiles),
@@ -238,7 +244,7 @@ def compute_frontier(table: pd.DataFrame, compute: str = "train_flops", size: st
         samples = []
         for _ in range(bootstrap):  # resample each budget's runs, refit every curve
             refit = [isoflop_profile(g.iloc[rng.integers(len(g), size=len(g))], compute, size,
-                                     y, examples, estimator, check=False) for g in groups]
+                                     y, examples, estimator, check=False) for g in resampled]
             samples.append(_exponents([p for p in refit if p is not None]))
         q = [100 * (1 - ci) / 2, 100 * (1 + ci) / 2]
         for i, name in enumerate(("isoflop_exponent_ci", "isoflop_data_exponent_ci")):

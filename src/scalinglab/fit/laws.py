@@ -145,7 +145,7 @@ class BrokenPower(Law):
 
     def predict_and_jac(self, theta: np.ndarray,
                         logx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # Analytic: one evaluation instead of the default's 12 (law auto's main cost).
+        # Analytic: one evaluation instead of the default's 13 (law auto's main cost).
         # pred = logaddexp(e, u), u = a - alpha t - c f softplus(z), z = (t - log_d) / f.
         e, a, log_d, log_f, alpha, c = theta
         f = np.exp(log_f)

@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 
 from scalinglab.files import atomic_write  # noqa: E402
 from scalinglab.fit import FitReport, GroupFit  # noqa: E402
-from scalinglab.fit.frontier import Frontier, usable  # noqa: E402
+from scalinglab.fit.frontier import Frontier, minimum_status, usable  # noqa: E402
 
 EXTEND = 10.0  # draw each curve this factor past the largest x, to show the extrapolation
 
@@ -93,8 +93,8 @@ def plot_frontier(frontier: Frontier, table, path: str | Path, compute: str = "t
                   suffixes: tuple[str, ...] = (".png", ".svg")) -> list[Path]:
     """Left: every run's loss vs compute (coloured by size), its learning curve when `curves`
     has it, and the lowest-loss envelopes (Approach 1). Middle: the IsoFLOP curves, loss vs
-    size per budget, with their parabolas and minima. Right: N_opt vs C with its fitted power
-    law (Approach 2), beside the envelopes' sizes."""
+    size per budget, with each budget's fitted curve (`frontier.estimator`) and minimum.
+    Right: N_opt vs C with its fitted power law (Approach 2), beside the envelopes' sizes."""
     fig, (left, right, third) = plt.subplots(1, 3, figsize=(15, 4.4), constrained_layout=True)
     points = left.scatter(table[compute], table[y], c=np.log10(table[size]), cmap="viridis",
                           s=20)
@@ -116,11 +116,14 @@ def plot_frontier(frontier: Frontier, table, path: str | Path, compute: str = "t
     for i, b in enumerate(frontier.isoflops):
         sizes = np.array([p[size] for p in b["points"]])
         right.scatter(sizes, [p[y] for p in b["points"]], color=f"C{i}", s=18)
+        status = minimum_status(b)
         right.plot(b["fitted"]["N"], b["fitted"]["loss"], color=f"C{i}", lw=1,
-                   label=f"C={b['C']:.2g}" + (" (minimum at an edge)" if b["at_edge"] else ""))
+                   label=f"C={b['C']:.2g}" + ("" if status == "yes" else
+                                               f" (not counted: {status.removeprefix('no: ')})"))
         right.scatter([b["N_opt"]], [b["loss_opt"]], marker="*", s=140, color=f"C{i}",
                       edgecolors="k", zorder=4)
-    right.set(xscale="log", xlabel=size, ylabel=y, title="IsoFLOP curves and their minima")
+    right.set(xscale="log", xlabel=size, ylabel=y,
+              title=f"IsoFLOP curves and their minima ({frontier.estimator})")
     right.legend(fontsize=7)
     inside = [b for b in frontier.isoflops if usable(b)]
     title = "the compute-optimal size"
@@ -134,7 +137,7 @@ def plot_frontier(frontier: Frontier, table, path: str | Path, compute: str = "t
         band = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
         third.plot(cs, k * cs**frontier.isoflop_exponent, color="C3", lw=1.2,
                    label=f"N_opt ~ C^{frontier.isoflop_exponent:.2f}{band}")
-        title = f"the compute-optimal size ({len(inside)} bracketed budgets)"
+        title = f"the compute-optimal size ({len(inside)} budgets counted)"
     third.plot([e["C"] for e in env], [e["N"] for e in env], ".", color="0.5",
                label="envelope runs (Approach 1)")
     if frontier.curves:

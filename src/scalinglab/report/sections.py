@@ -18,7 +18,7 @@ and page.html.j2 renders them.
 import pandas as pd
 
 from scalinglab.fit import FitError, default_groups, fit, on_column
-from scalinglab.fit.frontier import compute_frontier, minimum_status
+from scalinglab.fit.frontier import LOCAL_SIZES, UNSTABLE_FACTOR, compute_frontier, minimum_status
 from scalinglab.fit.power import power_fit
 from scalinglab.fit.tuned import best_over, lr_scaling, scored_on_test
 from scalinglab.grow import Target
@@ -27,6 +27,11 @@ RESOURCES = {"time_s": "wall time (s)", "peak_mem_bytes": "peak memory (bytes)",
              "state_bytes": "training state (bytes)", "param_bytes": "parameter bytes",
              "train_flops": "training FLOPs"}
 LR = "module.lr"
+ESTIMATOR_TEXT = {  # how each IsoFLOP estimator finds a budget's minimum, for the page
+    "local": f"the vertex of a parabola in log N over the {LOCAL_SIZES} sizes around its lowest "
+             "loss",
+    "parabola": "the vertex of a parabola in log N over all its sizes",
+    "spline": "the lowest point of a cubic spline of log loss in log N, inside its sizes"}
 
 
 def label(keys: list[str], values) -> str:
@@ -102,6 +107,8 @@ def frontier(table: pd.DataFrame, y: str, bootstrap: int, ci: float,
                              f"D_opt ({unit})": b.get("D_opt"), "loss at N_opt": b["loss_opt"],
                              "counted": minimum_status(b)} for b in front.isoflops])
     return {"front": front, "budgets": budgets, "a": front.isoflop_exponent,
+            "estimator_text": ESTIMATOR_TEXT[front.estimator],
+            "unstable_factor": f"{UNSTABLE_FACTOR:g}",
             "a_ci": front.isoflop_exponent_ci, "b": front.isoflop_data_exponent,
             "b_ci": front.isoflop_data_exponent_ci, "bootstrap": bootstrap,
             "curves": front.curves}
