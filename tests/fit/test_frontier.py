@@ -80,6 +80,17 @@ def test_the_local_estimator_holds_where_one_parabola_over_a_wide_span_moves_the
         assert len(b["fitted"]["N"]) == len(b["fitted"]["loss"]) == 60
 
 
+def test_the_local_window_centres_on_the_lowest_mean_over_seeds():
+    table, truth = chinchilla_profiles()
+    budget = table[table["budget_flops"] == 1e20]
+    seeds = pd.concat([budget, budget], ignore_index=True)
+    far = seeds["params"] == seeds["params"].max()  # one seed's freak low at the far end
+    seeds.loc[far[far].index[0], "val_loss"] *= 0.5
+    seeds.loc[far[far].index[1], "val_loss"] *= 1.6  # the mean there stays high
+    (b,) = compute_frontier(seeds).isoflops
+    assert abs(np.log10(b["N_opt"] / truth(b["C"]))) < 0.05 and not b["at_edge"]
+
+
 def test_a_minimum_that_moves_without_one_size_is_flagged_and_left_out():
     table, _ = chinchilla_profiles(below=1.0, above=1.0, sizes=7)
     rng = np.random.default_rng(3)

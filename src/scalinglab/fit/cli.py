@@ -61,8 +61,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--compute", default="train_flops", help="compute column for --frontier")
     p.add_argument("--isoflop-estimator", default="local", choices=ESTIMATORS,
                    help="each budget's minimum: a parabola over the 5 sizes around the lowest "
-                   "loss (local, default), over all sizes (parabola), or a cubic spline of log "
-                   "loss in log N (spline)")
+                   "mean loss (local, default), over all sizes (parabola), or a cubic spline of "
+                   "log loss in log N (spline)")
     p.add_argument("--curves", default=None, metavar="PATH",
                    help="learning curves for --frontier's Approach 1 (a table from "
                    "scalinglab-export --curves, or a sweep directory); default: the source's "

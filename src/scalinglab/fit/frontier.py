@@ -9,8 +9,9 @@ Approach 2: IsoFLOP profiles. Runs that share a budget (their `budget_flops`, el
 compute within `tol`), where at least 3 sizes do, get a curve of loss in log N, and its minimum
 is the budget's optimal size N_opt; D_opt is the examples seen there. Across budgets,
 N_opt ~ C^a and D_opt ~ C^b are straight lines in log-log. The curve is one of ESTIMATORS:
-`local` (the default) fits a parabola to the 5 sizes around the lowest loss only, because one
-parabola over sizes spanning far past the minimum is pulled by the asymmetric far ends;
+`local` (the default) fits a parabola to the 5 sizes around the lowest mean loss only (seeds
+averaged), because one parabola over sizes spanning far past the minimum is pulled by the
+asymmetric far ends;
 `parabola` fits all sizes (Hoffmann et al.); `spline` interpolates log loss in log N with a
 cubic spline (as Porian et al. 2024). scripts/bench_isoflop.py compares them on profiles with
 known minima (docs/reference.md). A minimum at an edge of the sizes its curve was fitted to is
@@ -127,9 +128,9 @@ def _minimum(logn: np.ndarray, loss: np.ndarray, estimator: str):
         grid = np.linspace(sizes[0], sizes[-1], 2001)
         t = grid[np.argmin(f(grid))]
         return t, float(f(t)), (sizes[0], sizes[-1], f)
-    if estimator == "local":
-        sizes = np.unique(logn)
-        best = np.searchsorted(sizes, logn[np.argmin(loss)])
+    if estimator == "local":  # the window centres on the size with the lowest mean (seeds)
+        sizes, inverse = np.unique(logn, return_inverse=True)
+        best = int(np.argmin(np.bincount(inverse, weights=loss) / np.bincount(inverse)))
         start = int(np.clip(best - LOCAL_SIZES // 2, 0, max(len(sizes) - LOCAL_SIZES, 0)))
         window = sizes[start: start + LOCAL_SIZES]
         near = (logn >= window[0]) & (logn <= window[-1])

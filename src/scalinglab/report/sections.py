@@ -29,7 +29,7 @@ RESOURCES = {"time_s": "wall time (s)", "peak_mem_bytes": "peak memory (bytes)",
 LR = "module.lr"
 ESTIMATOR_TEXT = {  # how each IsoFLOP estimator finds a budget's minimum, for the page
     "local": f"the vertex of a parabola in log N over the {LOCAL_SIZES} sizes around its lowest "
-             "loss",
+             "mean loss",
     "parabola": "the vertex of a parabola in log N over all its sizes",
     "spline": "the lowest point of a cubic spline of log loss in log N, inside its sizes"}
 
