@@ -306,12 +306,20 @@ def fit(
     return FitReport(fits, data, ci)
 
 
-def on_column(report: FitReport, y: str, delta: float = 1e-3) -> FitReport | None:
-    """Each group's law refitted, on the same rows, to another column: test_loss beside
-    val_loss, so the test split is shown and chooses nothing (not the law, not the rows).
-    None when no row has a positive value there."""
+def scored_on_test(table: pd.DataFrame, y: str) -> str | None:
+    """test_loss for val_loss (test_acc for val_acc) when the runs measured one."""
+    test = "test_" + y.removeprefix("val_")
+    return test if (y.startswith("val_") and test in table.columns
+                    and table[test].notna().any()) else None
+
+
+def on_test_split(report: FitReport, delta: float = 1e-3) -> FitReport | None:
+    """Each group's law refitted, on the same rows, to the test split's column (test_loss
+    beside val_loss), so the test split is shown and chooses nothing (not the law, not the
+    rows). None when the runs measured no test split, or no group can be fitted on it."""
     data = report.data
-    if y not in data.columns:
+    y = scored_on_test(data, report.fits[0].y) if report.fits else None
+    if y is None:
         return None
     values = pd.to_numeric(data[y], errors="coerce")
     missing = int((~(values > 0)).sum())

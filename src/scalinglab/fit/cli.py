@@ -14,10 +14,18 @@ from rich.table import Table
 
 from scalinglab import exits
 from scalinglab.files import write_json
-from scalinglab.fit import FitError, FitReport, data_column, default_groups, fit, on_column
+from scalinglab.fit import (
+    FitError,
+    FitReport,
+    data_column,
+    default_groups,
+    fit,
+    on_test_split,
+    scored_on_test,
+)
 from scalinglab.fit.frontier import ESTIMATORS, compute_frontier, minimum_status
 from scalinglab.fit.laws import LAWS
-from scalinglab.fit.tuned import best_over, lr_scaling, scored_on_test
+from scalinglab.fit.tuned import best_over, lr_scaling
 from scalinglab.records.tables import SourceError, collect_curves, load_table
 
 
@@ -245,8 +253,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"scalinglab-fit: error: {e}", file=sys.stderr)
         sys.exit(exits.CONFIG)
     doc = report.to_dict()
-    test_y = scored_on_test(report.data, args.y)  # test_loss beside val_loss, when measured
-    test = on_column(report, test_y, args.delta) if test_y else None
+    test = on_test_split(report, args.delta)  # test_loss beside val_loss, when measured
     if test is not None:
         doc["test"] = test.to_dict()
     if tuned is not None:
@@ -261,8 +268,8 @@ def main(argv: list[str] | None = None) -> None:
         print_report(report, console)
         if test is not None:
             print_report(test, console)
-            console.print(f"{test_y}: the test split, measured once per run; {args.y}'s laws "
-                          "on the same rows (nothing is chosen by it)")
+            console.print(f"{test.fits[0].y}: the test split, measured once per run; "
+                          f"{args.y}'s laws on the same rows (nothing is chosen by it)")
         if frontier is not None:
             print_frontier(frontier, console)
     if args.out or args.wandb:

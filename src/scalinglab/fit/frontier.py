@@ -11,14 +11,13 @@ is the budget's optimal size N_opt; D_opt is the examples seen there. Across bud
 N_opt ~ C^a and D_opt ~ C^b are straight lines in log-log. The curve is one of ESTIMATORS:
 `local` (the default) fits a parabola to the 5 sizes around the lowest mean loss only (seeds
 averaged), because one parabola over sizes spanning far past the minimum is pulled by the
-asymmetric far ends;
-`parabola` fits all sizes (Hoffmann et al.); `spline` interpolates log loss in log N with a
-cubic spline (as Porian et al. 2024). scripts/bench_isoflop.py compares them on profiles with
-known minima (docs/reference.md). A minimum at an edge of the sizes its curve was fitted to is
-not bracketed, and one that moves by more than a factor 2 when any one size is left out is
-poorly determined: both are flagged and left out of the exponents. Bootstrap intervals
-resample each budget's runs and refit every curve, over the budgets the estimate may count
-(not the poorly determined ones).
+asymmetric far ends; `parabola` fits all sizes (Hoffmann et al.); `spline` interpolates log
+loss in log N with a cubic spline (as Porian et al. 2024). scripts/bench_isoflop.py compares
+them on profiles with known minima (docs/reference.md). A minimum at an edge of the sizes its
+curve was fitted to is not bracketed, and one that moves by more than a factor 2 when any one
+size is left out is poorly determined: both are flagged and left out of the exponents.
+Bootstrap intervals resample each budget's runs and refit every curve, over the budgets the
+estimate may count (not the poorly determined ones).
 """
 
 from dataclasses import asdict, dataclass, field
@@ -110,6 +109,12 @@ def budgets(rows: pd.DataFrame, compute: str, tol: float) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(np.diff(logc) > np.log1p(tol))])
 
 
+def _size_means(logn: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct sizes, sorted, and each one's mean value over its runs (seeds)."""
+    sizes, inverse = np.unique(logn, return_inverse=True)
+    return sizes, np.bincount(inverse, weights=values) / np.bincount(inverse)
+
+
 def _minimum(logn: np.ndarray, loss: np.ndarray, estimator: str):
     """(log N_opt, the loss there, (lo, hi, f)): f is the estimator's curve of loss in log N
     over the span [lo, hi] it fits. None when it has no minimum (a parabola that does not curve
@@ -118,8 +123,7 @@ def _minimum(logn: np.ndarray, loss: np.ndarray, estimator: str):
     if estimator == "spline":
         if (loss <= 0).any():
             raise FitError("--isoflop-estimator spline fits log loss: the loss must be positive")
-        sizes, inverse = np.unique(logn, return_inverse=True)
-        mean = np.bincount(inverse, weights=np.log(loss)) / np.bincount(inverse)  # seeds
+        sizes, mean = _size_means(logn, np.log(loss))
         spline = CubicSpline(sizes, mean)
 
         def f(t):
@@ -129,8 +133,8 @@ def _minimum(logn: np.ndarray, loss: np.ndarray, estimator: str):
         t = grid[np.argmin(f(grid))]
         return t, float(f(t)), (sizes[0], sizes[-1], f)
     if estimator == "local":  # the window centres on the size with the lowest mean (seeds)
-        sizes, inverse = np.unique(logn, return_inverse=True)
-        best = int(np.argmin(np.bincount(inverse, weights=loss) / np.bincount(inverse)))
+        sizes, mean = _size_means(logn, loss)
+        best = int(np.argmin(mean))
         start = int(np.clip(best - LOCAL_SIZES // 2, 0, max(len(sizes) - LOCAL_SIZES, 0)))
         window = sizes[start: start + LOCAL_SIZES]
         near = (logn >= window[0]) & (logn <= window[-1])

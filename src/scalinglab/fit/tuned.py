@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from scalinglab.fit import FitError
+from scalinglab.fit import FitError, scored_on_test
 from scalinglab.fit.power import power_fit
 from scalinglab.records.tables import override_columns
 
@@ -71,13 +71,6 @@ def best_over(table: pd.DataFrame, over: list[str], x: list[str], y: str,
                         "at_edge": {c: bool(n > 1 and row[c] in (lo, hi))
                                     for c, (lo, hi, n) in grid.items()}})
     return best.reset_index(drop=True), choices, varying
-
-
-def scored_on_test(table: pd.DataFrame, y: str) -> str | None:
-    """test_loss for val_loss (test_acc for val_acc) when the runs measured one."""
-    test = "test_" + y.removeprefix("val_")
-    return test if (y.startswith("val_") and test in table.columns
-                    and table[test].notna().any()) else None
 
 
 def _plain(value):

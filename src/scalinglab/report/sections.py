@@ -17,10 +17,10 @@ and page.html.j2 renders them.
 
 import pandas as pd
 
-from scalinglab.fit import FitError, default_groups, fit, on_column
+from scalinglab.fit import FitError, default_groups, fit, on_test_split, scored_on_test
 from scalinglab.fit.frontier import LOCAL_SIZES, UNSTABLE_FACTOR, compute_frontier, minimum_status
 from scalinglab.fit.power import power_fit
-from scalinglab.fit.tuned import best_over, lr_scaling, scored_on_test
+from scalinglab.fit.tuned import best_over, lr_scaling
 from scalinglab.grow import Target
 
 RESOURCES = {"time_s": "wall time (s)", "peak_mem_bytes": "peak memory (bytes)",
@@ -54,8 +54,8 @@ def performance(table: pd.DataFrame, keys: list[str], y: str, bootstrap: int = 0
     except FitError as e:
         return {"y": y, "report": None, "fits": None, "error": str(e)}
     # the test split beside validation: the same law and rows, chosen by nothing
-    test_y = scored_on_test(report.data, y)
-    test = on_column(report, test_y) if test_y else None
+    test = on_test_split(report)
+    test_y = test.fits[0].y if test else None
     rows = [(f, y) for f in report.fits] + [(f, test_y) for f in (test.fits if test else [])]
     rows.sort(key=lambda fy: tuple(fy[0].group.values()))
     fits = pd.DataFrame([{"group": label(keys, tuple(f.group.values())), "on": on, "law": f.law,
@@ -65,7 +65,7 @@ def performance(table: pd.DataFrame, keys: list[str], y: str, bootstrap: int = 0
                           "E": f.params["E"], "A": f.params["A"], "rmse (log)": f.rmse_log_fit}
                          for f, on in rows])
     return {"y": y, "report": report, "fits": fits, "error": None, "ci": ci,
-            "bootstrap": bootstrap, "test_y": test_y if test else None}
+            "bootstrap": bootstrap, "test_y": test_y}
 
 
 def data_axis(table: pd.DataFrame) -> str:
