@@ -1,19 +1,25 @@
 """Benchmark, end to end: the default study through `scalinglab-train -m experiment=study`
-against a plain PyTorch script that trains the same 14 configurations in one process.
+against the same 14 jobs in a plain PyTorch loop, and in Lightning's loop with nothing of
+scalinglab's (the floor any Lightning tool starts from).
 
-The plain side takes each job's resolved config from the same Hydra composition and trains the
-same model (scalinglab.models, no Lightning), on the same MNIST-1D split (the same 500 training
-examples held out to validate), with the same AdamW parameter groups, warmup + cosine schedule,
-batch size, epochs and dropout, evaluates the validation set and as many training examples at
-every epoch's end, and the test split once at the end, as scalinglab does. Both
-sides run as fresh processes with a fresh data cache and the same thread count, so each pays
-its own start-up; pairs alternate which side runs first. Prints the wall times and the ratio
-plain / scalinglab (1.0: no overhead at all).
+All three sides do the same work, job for job: the same model (scalinglab.models), the same
+MNIST-1D split (the same 500 training examples held out to validate), AdamW parameter groups,
+warmup + cosine schedule, batches, epochs and dropout; the validation set and as many training
+examples evaluated at every epoch's end and at the learning curve's log-spaced steps; the test
+split once at the end. The `lightning` side is a minimal LightningModule in a bare Trainer: no
+callbacks, logger, checkpoints or `self.log`. Each side runs as a fresh process with a fresh
+data cache and pays its own start-up; every repeat rotates which side goes first.
 
-    python scripts/bench_study.py [--repeats 2] [--json] [OVERRIDE ...]
+The benchmark checks that the work was the same: each side's per-job validation and test losses,
+and the curve's validation losses, are compared with scalinglab's `run.json` and `curve.csv`.
+It prints the wall times, the ratios (median and range over repeats) and, per job, the seconds
+each side spent training (scalinglab's `time_s`).
+
+    python scripts/bench_study.py [--repeats 3] [--json] [OVERRIDE ...]
 """
 
 import argparse
+import csv
 import json
 import math
 import os
@@ -24,121 +30,336 @@ import tempfile
 import time
 from pathlib import Path
 
+from omegaconf import DictConfig, OmegaConf
 
-def plain(overrides: list[str], data_dir: str) -> None:
-    """The study's jobs, one after another, in plain PyTorch."""
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
+SIDES = ("scalinglab", "lightning", "plain")
+# scalinglab's own choices, restated so that the plain side imports no Lightning (importing
+# scalinglab.data or scalinglab.callbacks would): which examples validate (data/tensors.py)
+# and the learning curve's steps (callbacks/curve.py). Were they to drift, the losses compared
+# at the end would differ.
+VAL_SEED = 0
+
+
+def log_steps(total: int, points: int) -> list[int]:
+    """The learning curve's steps: `points` steps evenly spaced in log below `total`."""
+    if points <= 0 or total <= 1:
+        return []
+    ratio = total ** (1 / points)
+    return sorted({round(ratio**k) for k in range(points)} - {total})
+
+
+def study_jobs(overrides: list[str]) -> dict[str, dict]:
+    """The study's jobs as Hydra composes them, by name, in launch order: what each side
+    needs of a job's config, resolved to plain values (composed before any side is timed:
+    a plain script has its settings at hand)."""
     from hydra import compose, initialize_config_dir
-    from mnist1d.data import get_dataset_args, make_dataset
     from omegaconf import OmegaConf
 
     from scalinglab import CONF_DIR
-    from scalinglab.data.tensors import VAL_SEED
-    from scalinglab.launch.summary import grid_jobs
-    from scalinglab.models import build_model
+    from scalinglab.launch.grid import grid_jobs
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         base = compose("train", overrides=["experiment=study", *overrides],
                        return_hydra_config=True)
-    jobs = grid_jobs([f"{k}={v}" for k, v in base.hydra.sweeper.params.items()])
+        grid = grid_jobs([f"{k}={v}" for k, v in base.hydra.sweeper.params.items()])
+        cfgs = [compose("train", overrides=["experiment=study", *overrides, *job])
+                for job in grid]
+    return {f"{c.model.family} {c.model.target_params}": {
+        "model": OmegaConf.to_container(c.model, resolve=True),
+        "module": OmegaConf.to_container(c.module, resolve=True), "seed": c.seed,
+        "data": {"batch_size": c.data.batch_size, "val_from_train": c.data.val_from_train},
+        "trainer": {"max_epochs": c.trainer.max_epochs}, "curve": {"points": c.curve.points},
+    } for c in cfgs}
+
+
+def _data(cfg, data_dir: str) -> dict:
+    """MNIST-1D as scalinglab's datamodule splits it: train, held-out validation, test."""
+    import numpy as np
+    import torch
+    from mnist1d.data import get_dataset_args, make_dataset
+
     args = get_dataset_args()
     args.num_samples, args.train_split, args.seed = 5000, 0.8, 42
     d = make_dataset(args)  # generated once, as scalinglab's first job does (then cached)
-    np.savez(Path(data_dir) / "plain-mnist1d.npz", **{k: d[k] for k in ("x", "y")})
+    np.savez(Path(data_dir) / "mnist1d.npz", **{k: d[k] for k in ("x", "y")})
     x = torch.as_tensor(d["x"], dtype=torch.float32).unsqueeze(1)
     y = torch.as_tensor(d["y"], dtype=torch.long)
-    xt = torch.as_tensor(d["x_test"], dtype=torch.float32).unsqueeze(1)
-    yt = torch.as_tensor(d["y_test"], dtype=torch.long)
     held = torch.zeros(len(x), dtype=torch.bool)  # scalinglab's data.val_from_train rule
     held[torch.randperm(len(x), generator=torch.Generator().manual_seed(VAL_SEED))[
-        : base.data.val_from_train]] = True
-    xv, yv, x, y = x[held], y[held], x[~held], y[~held]
-    for job in jobs:
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            cfg = compose("train", overrides=["experiment=study", *overrides, *job])
-        torch.manual_seed(cfg.seed)
-        model = build_model(OmegaConf.to_container(cfg.model, resolve=True),
-                            {"input_shape": (1, 40), "num_outputs": 10}).model
-        decay = [p for p in model.parameters() if p.ndim >= 2]
-        rest = [p for p in model.parameters() if p.ndim < 2]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.module.weight_decay},
-                                 {"params": rest, "weight_decay": 0.0}], lr=cfg.module.lr,
-                                betas=tuple(cfg.module.betas), fused=True)
-        bs, epochs = cfg.data.batch_size, cfg.trainer.max_epochs
-        per_epoch = len(x) // bs
-        total, warmup = per_epoch * epochs, int(cfg.module.warmup_frac * per_epoch * epochs)
+        : cfg.data.val_from_train]] = True
+    return {"train": (x[~held], y[~held]), "val": (x[held], y[held]),
+            "train_eval": (x[~held][: int(held.sum())], y[~held][: int(held.sum())]),
+            "test": (torch.as_tensor(d["x_test"], dtype=torch.float32).unsqueeze(1),
+                     torch.as_tensor(d["y_test"], dtype=torch.long))}
 
-        def factor(step: int, total=total, warmup=warmup) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / (total - warmup))))
 
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        t0 = time.perf_counter()
-        for epoch in range(epochs):
-            model.train()
-            order = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch))
-            for idx in order[: per_epoch * bs].view(per_epoch, bs):
-                loss = F.cross_entropy(model(x[idx]), y[idx])
+def _recipe(cfg, model, steps: int):
+    """AdamW without decay on biases and the warmup + cosine schedule, as module.Task's."""
+    import torch
+
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    rest = [p for p in model.parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.module.weight_decay},
+                             {"params": rest, "weight_decay": 0.0}], lr=cfg.module.lr,
+                            betas=tuple(cfg.module.betas), fused=True)
+    warmup = int(cfg.module.warmup_frac * steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / (steps - warmup))))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+class Epochs:
+    """Training batches as scalinglab's DeviceBatches draws them: a permutation per epoch,
+    seeded by the run's seed plus the epoch, the last partial batch dropped."""
+
+    def __init__(self, x, y, batch_size: int, seed: int) -> None:
+        self.x, self.y, self.batch_size, self.seed, self.epoch = x, y, batch_size, seed, -1
+
+    def __len__(self) -> int:
+        return len(self.x) // self.batch_size
+
+    def __iter__(self):
+        import torch
+
+        self.epoch += 1
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(len(self.x), generator=g)[: len(self) * self.batch_size]
+        for idx in order.view(len(self), self.batch_size):
+            yield self.x[idx], self.y[idx]
+
+
+class Batches:
+    """An evaluation loader of one whole batch (the study's splits fit eval_batch_size)."""
+
+    def __init__(self, x, y) -> None:
+        self.batch = (x, y)
+
+    def __len__(self) -> int:
+        return 1
+
+    def __iter__(self):
+        yield self.batch
+
+
+def _losses(model, data: dict, splits=("val", "train_eval")) -> list[float]:
+    import torch
+    import torch.nn.functional as F
+
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = [F.cross_entropy(model(data[s][0]), data[s][1]).item() for s in splits]
+    model.train(was_training)
+    return out
+
+
+def _job(cfg, data: dict):
+    """The job's seeded model, its training batches and the curve's steps."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from scalinglab.models import build_model
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(OmegaConf.to_container(cfg.model, resolve=True),
+                        {"input_shape": (1, 40), "num_outputs": 10}).model
+    batches = Epochs(*data["train"], cfg.data.batch_size, cfg.seed)
+    steps = len(batches) * cfg.trainer.max_epochs
+    return model, batches, steps, set(log_steps(steps, cfg.curve.points))
+
+
+def plain(jobs: dict[str, DictConfig], data_dir: str) -> dict:
+    """The study's jobs, one after another, in a plain PyTorch loop."""
+    import torch.nn.functional as F
+
+    data = _data(next(iter(jobs.values())), data_dir)
+    results = {}
+    for name, cfg in jobs.items():
+        model, batches, steps, curve_steps = _job(cfg, data)
+        opt, sched = _recipe(cfg, model, steps)
+        curve, step, t0 = {}, 0, time.perf_counter()
+        for _ in range(cfg.trainer.max_epochs):
+            for x, y in batches:
+                loss = F.cross_entropy(model(x), y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 sched.step()
-            model.eval()
-            with torch.no_grad():
-                val = F.cross_entropy(model(xv), yv).item()
-                F.cross_entropy(model(x[: len(xv)]), y[: len(xv)]).item()
-        with torch.no_grad():
-            test = F.cross_entropy(model(xt), yt).item()
-        print(f"{cfg.model.family} {cfg.model.target_params}: val_loss {val:.4f} test_loss "
-              f"{test:.4f} ({time.perf_counter() - t0:.2f} s)", flush=True)
+                step += 1
+                if step in curve_steps:
+                    curve[step] = _losses(model, data)[0]
+            val = _losses(model, data)[0]
+        test = _losses(model, data, ("test",))[0]
+        results[name] = {"val_loss": val, "test_loss": test, "curve": curve,
+                         "time_s": time.perf_counter() - t0}
+    assert "lightning" not in sys.modules, "the plain side must not pay Lightning's import"
+    return results
 
 
-def timed(cmd: list[str], env: dict) -> float:
+def lightning(jobs: dict[str, DictConfig], data_dir: str) -> dict:
+    """The study's jobs in Lightning's loop with nothing added: a minimal LightningModule
+    (the same recipe, evaluations kept in attributes, no self.log) in a bare Trainer."""
+    import lightning.pytorch as pl
+    import torch.nn.functional as F
+
+    class Minimal(pl.LightningModule):
+        def __init__(self, cfg, model, steps: int, curve_steps: set[int]) -> None:
+            super().__init__()
+            self.cfg, self.model, self.steps, self.curve_steps = cfg, model, steps, curve_steps
+            self.curve, self.val, self.test = {}, None, None
+
+        def training_step(self, batch, batch_idx):
+            return F.cross_entropy(self.model(batch[0]), batch[1])
+
+        def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+            if self.global_step in self.curve_steps:
+                self.curve[self.global_step] = _losses(self.model, data)[0]
+
+        def validation_step(self, batch, batch_idx, dataloader_idx=0) -> None:
+            loss = F.cross_entropy(self.model(batch[0]), batch[1]).item()
+            if dataloader_idx == 0:
+                self.val = loss
+
+        def test_step(self, batch, batch_idx) -> None:
+            self.test = F.cross_entropy(self.model(batch[0]), batch[1]).item()
+
+        def configure_optimizers(self):
+            opt, sched = _recipe(self.cfg, self.model, self.steps)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    data = _data(next(iter(jobs.values())), data_dir)
+    results = {}
+    for name, cfg in jobs.items():
+        model, batches, steps, curve_steps = _job(cfg, data)
+        module = Minimal(cfg, model, steps, curve_steps)
+        trainer = pl.Trainer(max_epochs=cfg.trainer.max_epochs, logger=False,
+                             enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, num_sanity_val_steps=0)
+        t0 = time.perf_counter()
+        trainer.fit(module, train_dataloaders=batches,
+                    val_dataloaders=[Batches(*data["val"]), Batches(*data["train_eval"])])
+        elapsed = time.perf_counter() - t0
+        trainer.test(module, dataloaders=Batches(*data["test"]), verbose=False)
+        results[name] = {"val_loss": module.val, "test_loss": module.test,
+                         "curve": module.curve, "time_s": elapsed}
+    return results
+
+
+def records(sweep_dir: Path) -> dict:
+    """scalinglab's side as the other sides report theirs, from its run.json and curve.csv."""
+    out = {}
+    for path in sorted(sweep_dir.glob("*/run.json")):
+        r = json.loads(path.read_text())
+        with open(path.parent / "curve.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        name = f"{r['family']} {r['config']['model']['target_params']}"
+        out[name] = {"val_loss": r["val_loss"], "test_loss": r["test_loss"],
+                     "curve": {int(row["step"]): float(row["val_loss"]) for row in rows[:-1]},
+                     "time_s": r["time_s"], "setup_s": r["setup_s"]}
+    return out
+
+
+def disagreements(ours: dict, theirs: dict) -> list[str]:
+    """Where another side's losses differ from scalinglab's records at 4 decimals."""
+    out = []
+    if sorted(ours) != sorted(theirs):
+        return [f"jobs differ: {sorted(set(ours) ^ set(theirs))}"]
+    for name, r in ours.items():
+        pairs = [("val_loss", r["val_loss"], theirs[name]["val_loss"]),
+                 ("test_loss", r["test_loss"], theirs[name]["test_loss"])]
+        curve = {int(k): v for k, v in theirs[name]["curve"].items()}
+        if sorted(curve) != sorted(r["curve"]):
+            out.append(f"{name}: curve steps {sorted(curve)} against {sorted(r['curve'])}")
+        pairs += [(f"curve step {s}", v, curve.get(s, math.nan)) for s, v in r["curve"].items()]
+        out += [f"{name} {what}: {a:.4f} against {b:.4f}" for what, a, b in pairs
+                if not abs(a - b) < 5e-5]
+    return out
+
+
+def run_side(side: str, tmp: str, overrides: list[str], jobs: Path) -> tuple[float, dict]:
+    """One side as a fresh process: its wall time and its per-job results."""
+    env = {**os.environ, "SCALINGLAB_DATA_DIR": f"{tmp}/data", "WANDB_MODE": "disabled"}
+    Path(f"{tmp}/data").mkdir()
+    if side == "scalinglab":
+        cmd = [str(Path(sys.executable).parent / "scalinglab-train"), "-m", "experiment=study",
+               f"hydra.sweep.dir={tmp}/sweep", *overrides]
+    else:
+        cmd = [sys.executable, __file__, "--side", side, "--jobs", str(jobs),
+               "--out", f"{tmp}/results.json"]
     t0 = time.perf_counter()
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    results = (records(Path(tmp) / "sweep") if side == "scalinglab"
+               else json.loads(Path(f"{tmp}/results.json").read_text()))
+    return wall, results
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", action="store_true")
-    p.add_argument("--plain", action="store_true", help=argparse.SUPPRESS)  # the plain side
-    p.add_argument("--data-dir", default=None, help=argparse.SUPPRESS)
-    p.add_argument("overrides", nargs="*", help="Hydra overrides for both sides")
+    p.add_argument("--side", choices=("plain", "lightning"), help=argparse.SUPPRESS)
+    p.add_argument("--jobs", help=argparse.SUPPRESS)  # the composed jobs a --side runs
+    p.add_argument("--out", help=argparse.SUPPRESS)  # where a --side writes its results
+    p.add_argument("overrides", nargs="*", help="Hydra overrides for every side")
     args = p.parse_args()
-    if args.plain:
-        plain(args.overrides, args.data_dir)
+    if args.side:
+        jobs = {name: OmegaConf.create(c)
+                for name, c in json.loads(Path(args.jobs).read_text()).items()}
+        with tempfile.TemporaryDirectory() as data_dir:
+            results = {"plain": plain, "lightning": lightning}[args.side](jobs, data_dir)
+        Path(args.out).write_text(json.dumps(results))
         return
-    ours, theirs = [], []
-    for r in range(args.repeats):
-        for side in ("ours", "plain") if r % 2 == 0 else ("plain", "ours"):
-            with tempfile.TemporaryDirectory() as tmp:
-                env = {**os.environ, "SCALINGLAB_DATA_DIR": f"{tmp}/data",
-                       "WANDB_MODE": "disabled"}
-                Path(f"{tmp}/data").mkdir()
-                if side == "ours":
-                    exe = str(Path(sys.executable).parent / "scalinglab-train")
-                    ours.append(timed([exe, "-m", "experiment=study",
-                                       f"hydra.sweep.dir={tmp}/sweep", *args.overrides], env))
-                else:
-                    theirs.append(timed([sys.executable, __file__, "--plain", "--data-dir",
-                                         f"{tmp}/data", *args.overrides], env))
-    ratios = [t / o for t, o in zip(theirs, ours, strict=True)]
-    result = {"scalinglab_s": ours, "plain_s": theirs, "ratio": statistics.median(ratios),
-              "ratio_min": min(ratios), "ratio_max": max(ratios)}
+    wall = {s: [] for s in SIDES}
+    jobs = {s: {} for s in SIDES}  # per job, each side's training seconds over the repeats
+    problems = []
+    with tempfile.TemporaryDirectory() as work:
+        composed = Path(work) / "jobs.json"
+        composed.write_text(json.dumps(study_jobs(args.overrides)))
+        for r in range(args.repeats):
+            results = {}
+            for side in SIDES[r % 3:] + SIDES[: r % 3]:
+                with tempfile.TemporaryDirectory() as tmp:
+                    seconds, results[side] = run_side(side, tmp, args.overrides, composed)
+                wall[side].append(seconds)
+                for name, res in results[side].items():
+                    jobs[side].setdefault(name, []).append(res["time_s"])
+            for side in ("lightning", "plain"):
+                problems += [f"{side}: {d}" for d in disagreements(results["scalinglab"],
+                                                                   results[side])]
+
+    def ratio(a: str, b: str) -> dict:
+        rs = [x / y for x, y in zip(wall[a], wall[b], strict=True)]
+        return {"median": statistics.median(rs), "min": min(rs), "max": max(rs)}
+
+    result = {"wall_s": wall, "plain/scalinglab": ratio("plain", "scalinglab"),
+              "plain/lightning": ratio("plain", "lightning"),
+              "lightning/scalinglab": ratio("lightning", "scalinglab"),
+              "per_job_time_s": {s: {n: statistics.median(v) for n, v in jobs[s].items()}
+                                 for s in SIDES},
+              "disagreements": problems}
     if args.json:
         print(json.dumps(result))
         return
-    print(f"default study, {args.repeats} paired repeats: scalinglab "
-          f"{', '.join(f'{s:.1f}' for s in ours)} s; plain PyTorch "
-          f"{', '.join(f'{s:.1f}' for s in theirs)} s; plain / scalinglab "
-          f"{result['ratio']:.3f} ({result['ratio_min']:.2f}-{result['ratio_max']:.2f})")
+    print(f"default study, {args.repeats} repeats (wall seconds, fresh processes):")
+    for side in SIDES:
+        print(f"  {side:10s} {', '.join(f'{s:.1f}' for s in wall[side])}")
+    for key in ("plain/scalinglab", "plain/lightning", "lightning/scalinglab"):
+        q = result[key]
+        print(f"  {key:21s} {q['median']:.3f} ({q['min']:.2f}-{q['max']:.2f})")
+    print("training seconds per job, medians (scalinglab: the records' time_s):")
+    print(f"  {'job':12s} " + " ".join(f"{s:>10s}" for s in SIDES))
+    for name in result["per_job_time_s"]["scalinglab"]:
+        print(f"  {name:12s} " + " ".join(f"{result['per_job_time_s'][s].get(name, math.nan):10.2f}"
+                                          for s in SIDES))
+    print("the same work: every side's val, test and curve losses equal scalinglab's to 4 "
+          "decimals" if not problems else "DIFFERENT WORK:\n  " + "\n  ".join(problems))
 
 
 if __name__ == "__main__":

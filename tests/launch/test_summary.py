@@ -114,10 +114,3 @@ def test_a_sweep_of_config_errors_exits_2_and_records_each(tmp_path, cli_env):
     assert all(j["reason"].startswith("ConfigError: module.lr") for j in summary["jobs"])
     assert "Traceback" not in result.stdout + result.stderr
 
-
-def test_a_grid_expands_like_hydras_basic_sweeper():
-    from scalinglab.launch.summary import grid_jobs
-
-    jobs = grid_jobs(["model=mlp,cnn", "model.width=8,16,32", "seed=0"])
-    assert len(jobs) == 6 and jobs[0] == ["model=mlp", "model.width=8", "seed=0"]
-    assert jobs[-1] == ["model=cnn", "model.width=32", "seed=0"]

@@ -41,7 +41,7 @@ class GrowSweeper(Sweeper):
     def _base_jobs(self, arguments: list[str]) -> list[list[str]]:
         """Every other override's grid (seeds, data, ...): each size runs once per entry."""
         from scalinglab import ConfigError
-        from scalinglab.launch.summary import grid_jobs
+        from scalinglab.launch.grid import grid_jobs
 
         overrides = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
         keys = [o.get_key_element() for o in OverridesParser.create().parse_overrides(overrides)]

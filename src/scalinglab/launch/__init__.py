@@ -1,5 +1,5 @@
 """Running jobs: DDP inside a multirun (ddp.py), packing jobs on one machine (slots.py), SLURM's
-job shape (slurm.py), the end of a sweep (summary.py)."""
+job shape (slurm.py), a grid's jobs (grid.py), the end of a sweep (summary.py)."""
 
 from hydra.utils import get_class
 

@@ -8,7 +8,6 @@ import os
 import sys
 from pathlib import Path
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from rich.console import Console
@@ -16,6 +15,7 @@ from rich.table import Table
 
 from scalinglab import exits
 from scalinglab.files import write_json
+from scalinglab.launch.grid import count_jobs
 from scalinglab.records.schema import COLUMNS, STATUSES
 from scalinglab.records.tables import collect, save_table
 
@@ -82,30 +82,6 @@ def exit_code(summary: dict) -> int:
     if reasons and all(r.startswith("ConfigError") for r in reasons):
         return exits.CONFIG
     return exits.FAILED
-
-
-def grid_jobs(overrides: list[str]) -> list[list[str]]:
-    """The jobs a grid of overrides expands to, as Hydra's basic sweeper does: the cartesian
-    product of the swept values, each job a list of `key=value` overrides."""
-    jobs: list[list[str]] = [[]]
-    for o in OverridesParser.create().parse_overrides(overrides):
-        key = o.get_key_element()
-        values = (list(o.sweep_string_iterator()) if o.is_sweep_override()
-                  else [o.get_value_element_as_str()])
-        jobs = [[*job, f"{key}={v}"] for job in jobs for v in values]
-    return jobs
-
-
-def count_jobs(config: DictConfig) -> int | None:
-    """How many jobs a grid sweep expands to (command-line overrides and
-    `hydra.sweeper.params`); None for a sweeper that is not a grid."""
-    if config.hydra.runtime.choices.get("hydra/sweeper") != "basic":
-        return None
-    params = config.hydra.sweeper.get("params") or {}
-    overrides = {key: f"{key}={value}" for key, value in params.items()}
-    for o in config.hydra.overrides.task:
-        overrides[o.split("=", 1)[0]] = o
-    return len(grid_jobs(list(overrides.values())))
 
 
 class SweepSummary(Callback):

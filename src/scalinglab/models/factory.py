@@ -14,11 +14,11 @@ them from the datamodule, and the input shape from a real batch when it has none
 callable when it takes an argument of that name and the config does not set one.
 """
 
+import functools
 import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 from hydra.errors import InstantiationException
@@ -93,7 +93,8 @@ def solve_size(count: Callable[[int], int], target: float, size_arg: str,
                multiple: int = 1) -> int:
     """The size, a multiple of `multiple`, whose parameter count is closest to `target`;
     counts must grow with the size."""
-    def at(k: int) -> int:  # the count at the k-th size
+    @functools.cache
+    def at(k: int) -> int:  # the count at the k-th size (the bisection revisits sizes)
         return count(k * multiple)
 
     smallest = at(1)
@@ -166,7 +167,7 @@ def _factory(model_cfg: dict, data: dict, size_arg: str,
         args["parametrization"] = model_cfg.get("parametrization", "sp")
         if "base_width" in accepted:
             args["base_width"] = base_width
-    return partial(instantiate, args, _convert_="all")
+    return functools.partial(instantiate, args, _convert_="all")
 
 
 def data_args(datamodule, x: torch.Tensor | None = None) -> dict:
