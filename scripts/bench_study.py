@@ -49,11 +49,10 @@ def log_steps(total: int, points: int) -> list[int]:
 
 
 def study_jobs(overrides: list[str]) -> dict[str, dict]:
-    """The study's jobs as Hydra composes them, by name, in launch order: what each side
-    needs of a job's config, resolved to plain values (composed before any side is timed:
-    a plain script has its settings at hand)."""
+    """The study's jobs as `-m` expands them (a command-line value replaces the swept one), by
+    name, in launch order: what the other sides need of each job's config, resolved to plain
+    values. Composed before any side is timed: a plain script has its settings at hand."""
     from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
 
     from scalinglab import CONF_DIR
     from scalinglab.launch.grid import grid_jobs
@@ -61,53 +60,64 @@ def study_jobs(overrides: list[str]) -> dict[str, dict]:
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         base = compose("train", overrides=["experiment=study", *overrides],
                        return_hydra_config=True)
-        grid = grid_jobs([f"{k}={v}" for k, v in base.hydra.sweeper.params.items()])
-        cfgs = [compose("train", overrides=["experiment=study", *overrides, *job])
-                for job in grid]
+        swept = {k: f"{k}={v}" for k, v in base.hydra.sweeper.params.items()}
+        swept.update({o.split("=", 1)[0]: o for o in overrides})
+        cfgs = [compose("train", overrides=["experiment=study", *job])
+                for job in grid_jobs(list(swept.values()))]
+    data = cfgs[0].data
+    if (data._target_ != "scalinglab.data.MNIST1D" or data.train_size is not None
+            or data.val_from_train is None):
+        raise SystemExit("bench_study.py runs the study on MNIST-1D with all of its training "
+                         "examples and some held out to validate (data.val_from_train)")
     return {f"{c.model.family} {c.model.target_params}": {
         "model": OmegaConf.to_container(c.model, resolve=True),
         "module": OmegaConf.to_container(c.module, resolve=True), "seed": c.seed,
-        "data": {"batch_size": c.data.batch_size, "val_from_train": c.data.val_from_train},
+        "data": {k: c.data[k] for k in ("num_samples", "train_split", "seed", "length",
+                                        "batch_size", "val_from_train")},
         "trainer": {"max_epochs": c.trainer.max_epochs}, "curve": {"points": c.curve.points},
     } for c in cfgs}
 
 
-def _data(cfg, data_dir: str) -> dict:
-    """MNIST-1D as scalinglab's datamodule splits it: train, held-out validation, test."""
-    import numpy as np
+def _data(cfg: DictConfig, device) -> dict:
+    """MNIST-1D as scalinglab's datamodule splits it (train, held-out validation, test), on the
+    device training runs on."""
     import torch
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
-    args.num_samples, args.train_split, args.seed = 5000, 0.8, 42
-    d = make_dataset(args)  # generated once, as scalinglab's first job does (then cached)
-    np.savez(Path(data_dir) / "mnist1d.npz", **{k: d[k] for k in ("x", "y")})
+    for key in ("num_samples", "train_split", "seed", "length"):
+        setattr(args, key, cfg.data[key])
+    d = make_dataset(args)  # generated, as scalinglab's first job does (then cached)
     x = torch.as_tensor(d["x"], dtype=torch.float32).unsqueeze(1)
     y = torch.as_tensor(d["y"], dtype=torch.long)
     held = torch.zeros(len(x), dtype=torch.bool)  # scalinglab's data.val_from_train rule
     held[torch.randperm(len(x), generator=torch.Generator().manual_seed(VAL_SEED))[
         : cfg.data.val_from_train]] = True
-    return {"train": (x[~held], y[~held]), "val": (x[held], y[held]),
-            "train_eval": (x[~held][: int(held.sum())], y[~held][: int(held.sum())]),
-            "test": (torch.as_tensor(d["x_test"], dtype=torch.float32).unsqueeze(1),
-                     torch.as_tensor(d["y_test"], dtype=torch.long))}
+    n = int(held.sum())
+    splits = {"train": (x[~held], y[~held]), "val": (x[held], y[held]),
+              "train_eval": (x[~held][:n], y[~held][:n]),
+              "test": (torch.as_tensor(d["x_test"], dtype=torch.float32).unsqueeze(1),
+                       torch.as_tensor(d["y_test"], dtype=torch.long))}
+    return {k: (a.to(device), b.to(device)) for k, (a, b) in splits.items()}
 
 
-def _recipe(cfg, model, steps: int):
-    """AdamW without decay on biases and the warmup + cosine schedule, as module.Task's."""
+def _recipe(cfg: DictConfig, model, steps: int):
+    """module.Task's optimizer and schedule: AdamW over scalinglab's parameter groups (no decay
+    on vectors; muP's hidden group), linear warmup, then cosine decay to min_lr_ratio."""
     import torch
 
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    rest = [p for p in model.parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.module.weight_decay},
-                             {"params": rest, "weight_decay": 0.0}], lr=cfg.module.lr,
-                            betas=tuple(cfg.module.betas), fused=True)
-    warmup = int(cfg.module.warmup_frac * steps)
+    from scalinglab.models.parametrization import param_groups
+
+    m = cfg.module
+    opt = torch.optim.AdamW(param_groups(model, m.lr, m.weight_decay), lr=m.lr,
+                            betas=tuple(m.betas), fused=True)
+    warmup = int(m.warmup_frac * steps)
 
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / (steps - warmup))))
+        progress = min(1.0, (step - warmup) / max(1, steps - warmup))
+        return m.min_lr_ratio + (1 - m.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
@@ -128,6 +138,7 @@ class Epochs:
         self.epoch += 1
         g = torch.Generator().manual_seed(self.seed + self.epoch)
         order = torch.randperm(len(self.x), generator=g)[: len(self) * self.batch_size]
+        order = order.to(self.x.device)
         for idx in order.view(len(self), self.batch_size):
             yield self.x[idx], self.y[idx]
 
@@ -157,26 +168,34 @@ def _losses(model, data: dict, splits=("val", "train_eval")) -> list[float]:
     return out
 
 
-def _job(cfg, data: dict):
-    """The job's seeded model, its training batches and the curve's steps."""
+def _device():
+    """Where all three sides train: the GPU when there is one (as scalinglab's default)."""
     import torch
-    from omegaconf import OmegaConf
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _job(cfg: DictConfig, data: dict):
+    """The job's seeded model on the data's device, its training batches and the curve's
+    steps."""
+    import torch
 
     from scalinglab.models import build_model
 
     torch.manual_seed(cfg.seed)
     model = build_model(OmegaConf.to_container(cfg.model, resolve=True),
-                        {"input_shape": (1, 40), "num_outputs": 10}).model
+                        {"input_shape": (1, cfg.data.length), "num_outputs": 10}).model
+    model.to(data["train"][0].device)
     batches = Epochs(*data["train"], cfg.data.batch_size, cfg.seed)
     steps = len(batches) * cfg.trainer.max_epochs
     return model, batches, steps, set(log_steps(steps, cfg.curve.points))
 
 
-def plain(jobs: dict[str, DictConfig], data_dir: str) -> dict:
+def plain(jobs: dict[str, DictConfig]) -> dict:
     """The study's jobs, one after another, in a plain PyTorch loop."""
     import torch.nn.functional as F
 
-    data = _data(next(iter(jobs.values())), data_dir)
+    data = _data(next(iter(jobs.values())), _device())
     results = {}
     for name, cfg in jobs.items():
         model, batches, steps, curve_steps = _job(cfg, data)
@@ -200,9 +219,10 @@ def plain(jobs: dict[str, DictConfig], data_dir: str) -> dict:
     return results
 
 
-def lightning(jobs: dict[str, DictConfig], data_dir: str) -> dict:
+def lightning(jobs: dict[str, DictConfig]) -> dict:
     """The study's jobs in Lightning's loop with nothing added: a minimal LightningModule
-    (the same recipe, evaluations kept in attributes, no self.log) in a bare Trainer."""
+    (the same recipe, evaluations kept in attributes, no self.log, batches already on the
+    device passed as they are) in a bare Trainer."""
     import lightning.pytorch as pl
     import torch.nn.functional as F
 
@@ -214,6 +234,9 @@ def lightning(jobs: dict[str, DictConfig], data_dir: str) -> dict:
 
         def training_step(self, batch, batch_idx):
             return F.cross_entropy(self.model(batch[0]), batch[1])
+
+        def transfer_batch_to_device(self, batch, device, dataloader_idx):
+            return batch  # on the device already; Lightning's own walk costs ~0.3 ms a batch
 
         def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
             if self.global_step in self.curve_steps:
@@ -231,7 +254,7 @@ def lightning(jobs: dict[str, DictConfig], data_dir: str) -> dict:
             opt, sched = _recipe(self.cfg, self.model, self.steps)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-    data = _data(next(iter(jobs.values())), data_dir)
+    data = _data(next(iter(jobs.values())), _device())
     results = {}
     for name, cfg in jobs.items():
         model, batches, steps, curve_steps = _job(cfg, data)
@@ -264,36 +287,41 @@ def records(sweep_dir: Path) -> dict:
 
 
 def disagreements(ours: dict, theirs: dict) -> list[str]:
-    """Where another side's losses differ from scalinglab's records at 4 decimals."""
-    out = []
+    """Where another side's losses differ from scalinglab's records at 4 decimals, each as
+    "job what: scalinglab's against the other side's"."""
+    def differ(a: float | None, b: float | None) -> bool:
+        return a is None or b is None or not abs(a - b) < 5e-5
+
     if sorted(ours) != sorted(theirs):
         return [f"jobs differ: {sorted(set(ours) ^ set(theirs))}"]
+    out = []
     for name, r in ours.items():
         pairs = [("val_loss", r["val_loss"], theirs[name]["val_loss"]),
                  ("test_loss", r["test_loss"], theirs[name]["test_loss"])]
         curve = {int(k): v for k, v in theirs[name]["curve"].items()}
         if sorted(curve) != sorted(r["curve"]):
-            out.append(f"{name}: curve steps {sorted(curve)} against {sorted(r['curve'])}")
-        pairs += [(f"curve step {s}", v, curve.get(s, math.nan)) for s, v in r["curve"].items()]
-        out += [f"{name} {what}: {a:.4f} against {b:.4f}" for what, a, b in pairs
-                if not abs(a - b) < 5e-5]
+            out.append(f"{name} curve steps: {sorted(r['curve'])} against {sorted(curve)}")
+        pairs += [(f"curve step {s}", v, curve.get(s)) for s, v in r["curve"].items()]
+        out += [f"{name} {what}: {a} against {b}" for what, a, b in pairs if differ(a, b)]
     return out
 
 
 def run_side(side: str, tmp: str, overrides: list[str], jobs: Path) -> tuple[float, dict]:
     """One side as a fresh process: its wall time and its per-job results."""
     env = {**os.environ, "SCALINGLAB_DATA_DIR": f"{tmp}/data", "WANDB_MODE": "disabled"}
-    Path(f"{tmp}/data").mkdir()
-    if side == "scalinglab":
+    if side == "scalinglab":  # its data cache starts empty: the first job generates it
         cmd = [str(Path(sys.executable).parent / "scalinglab-train"), "-m", "experiment=study",
                f"hydra.sweep.dir={tmp}/sweep", *overrides]
     else:
         cmd = [sys.executable, __file__, "--side", side, "--jobs", str(jobs),
                "--out", f"{tmp}/results.json"]
     t0 = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True)
     wall = time.perf_counter() - t0
+    if done.returncode:
+        raise SystemExit(f"the {side} side failed (exit {done.returncode}):\n"
+                         f"{done.stderr[-3000:]}")
     results = (records(Path(tmp) / "sweep") if side == "scalinglab"
                else json.loads(Path(f"{tmp}/results.json").read_text()))
     return wall, results
@@ -312,8 +340,7 @@ def main() -> None:
     if args.side:
         jobs = {name: OmegaConf.create(c)
                 for name, c in json.loads(Path(args.jobs).read_text()).items()}
-        with tempfile.TemporaryDirectory() as data_dir:
-            results = {"plain": plain, "lightning": lightning}[args.side](jobs, data_dir)
+        results = {"plain": plain, "lightning": lightning}[args.side](jobs)
         Path(args.out).write_text(json.dumps(results))
         return
     wall = {s: [] for s in SIDES}
@@ -324,7 +351,7 @@ def main() -> None:
         composed.write_text(json.dumps(study_jobs(args.overrides)))
         for r in range(args.repeats):
             results = {}
-            for side in SIDES[r % 3:] + SIDES[: r % 3]:
+            for side in SIDES[r % len(SIDES):] + SIDES[: r % len(SIDES)]:
                 with tempfile.TemporaryDirectory() as tmp:
                     seconds, results[side] = run_side(side, tmp, args.overrides, composed)
                 wall[side].append(seconds)

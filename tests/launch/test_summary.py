@@ -113,4 +113,3 @@ def test_a_sweep_of_config_errors_exits_2_and_records_each(tmp_path, cli_env):
     assert summary["counts"]["failed"] == 2
     assert all(j["reason"].startswith("ConfigError: module.lr") for j in summary["jobs"])
     assert "Traceback" not in result.stdout + result.stderr
-

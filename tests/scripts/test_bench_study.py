@@ -35,5 +35,8 @@ def test_other_work_is_reported_job_by_job(bench):
     other = {"mlp 1000": {"val_loss": 1.3301, "test_loss": 1.2821, "curve": {"1": 2.3}}}
     found = bench.disagreements(ours, other)
     assert any("val_loss: 1.3225 against 1.3301" in d for d in found)
-    assert any("curve steps [1] against [1, 12]" in d for d in found)
+    assert any("curve steps: [1, 12] against [1]" in d for d in found)
+    assert any("curve step 12: 1.9 against None" in d for d in found)
     assert bench.disagreements(ours, {"cnn 1000": same["mlp 1000"]}) != []
+    diverged = {"mlp 1000": {**same["mlp 1000"], "val_loss": None}}
+    assert bench.disagreements(ours, diverged) == ["mlp 1000 val_loss: 1.3225 against None"]
