@@ -70,8 +70,12 @@ def partition_nodes(sinfo: str, partition: str | None) -> int | None:
 
 def cluster_nodes(partition: str | None) -> int | None:
     """The partition's node count as this machine's `sinfo` reports it; None when no SLURM
-    answers here (the submission is then SLURM's to judge)."""
+    answers here (the submission is then SLURM's to judge). `scontrol ping` first: it says
+    at once when no controller answers, where `sinfo` retries for ~10 s before failing."""
     try:
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, timeout=20)
+        if ping.returncode != 0:
+            return None
         out = subprocess.run(["sinfo", "-h", "-o", "%P %D"], capture_output=True, text=True,
                              timeout=20)
     except (OSError, subprocess.TimeoutExpired):
