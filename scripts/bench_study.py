@@ -53,28 +53,38 @@ def study_jobs(overrides: list[str]) -> dict[str, dict]:
     name, in launch order: what the other sides need of each job's config, resolved to plain
     values. Composed before any side is timed: a plain script has its settings at hand."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from scalinglab import CONF_DIR
     from scalinglab.launch.grid import grid_jobs
 
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    single = [o.input_line for o in parsed if not o.is_sweep_override()]
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        base = compose("train", overrides=["experiment=study", *overrides],
+        base = compose("train", overrides=["experiment=study", *single],
                        return_hydra_config=True)
-        swept = {k: f"{k}={v}" for k, v in base.hydra.sweeper.params.items()}
+        grid = base.hydra.sweeper.params
+        if extra := [o.input_line for o in parsed
+                     if o.is_sweep_override() and o.get_key_element() not in grid]:
+            raise SystemExit(f"bench_study.py times the study's own grid ({', '.join(grid)}); "
+                             f"it sweeps nothing else: {' '.join(extra)}")
+        swept = {k: f"{k}={v}" for k, v in grid.items()}
         swept.update({o.split("=", 1)[0]: o for o in overrides})
         cfgs = [compose("train", overrides=["experiment=study", *job])
                 for job in grid_jobs(list(swept.values()))]
-    data = cfgs[0].data
+    data, trainer = cfgs[0].data, cfgs[0].trainer
     if (data._target_ != "scalinglab.data.MNIST1D" or data.train_size is not None
-            or data.val_from_train is None):
-        raise SystemExit("bench_study.py runs the study on MNIST-1D with all of its training "
-                         "examples and some held out to validate (data.val_from_train)")
+            or data.val_from_train is None or trainer.devices != 1 or trainer.num_nodes != 1):
+        raise SystemExit("bench_study.py runs the study on one device, on MNIST-1D with all of "
+                         "its training examples and some held out to validate "
+                         "(data.val_from_train)")
     return {f"{c.model.family} {c.model.target_params}": {
         "model": OmegaConf.to_container(c.model, resolve=True),
         "module": OmegaConf.to_container(c.module, resolve=True), "seed": c.seed,
         "data": {k: c.data[k] for k in ("num_samples", "train_split", "seed", "length",
                                         "batch_size", "val_from_train")},
-        "trainer": {"max_epochs": c.trainer.max_epochs}, "curve": {"points": c.curve.points},
+        "trainer": {"max_epochs": c.trainer.max_epochs, "accelerator": c.trainer.accelerator},
+        "curve": {"points": c.curve.points},
     } for c in cfgs}
 
 
@@ -85,8 +95,8 @@ def _data(cfg: DictConfig, device) -> dict:
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
-    for key in ("num_samples", "train_split", "seed", "length"):
-        setattr(args, key, cfg.data[key])
+    args.num_samples, args.train_split = cfg.data.num_samples, cfg.data.train_split
+    args.seed, args.final_seq_length = cfg.data.seed, cfg.data.length  # as data/mnist1d.py
     d = make_dataset(args)  # generated, as scalinglab's first job does (then cached)
     x = torch.as_tensor(d["x"], dtype=torch.float32).unsqueeze(1)
     y = torch.as_tensor(d["y"], dtype=torch.long)
@@ -168,11 +178,13 @@ def _losses(model, data: dict, splits=("val", "train_eval")) -> list[float]:
     return out
 
 
-def _device():
-    """Where all three sides train: the GPU when there is one (as scalinglab's default)."""
+def _device(cfg: DictConfig):
+    """Where the other sides train: where scalinglab's `trainer.accelerator` puts it (a GPU
+    when one is visible, unless the CPU is asked for)."""
     import torch
 
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    gpu = cfg.trainer.accelerator != "cpu" and torch.cuda.is_available()
+    return torch.device("cuda" if gpu else "cpu")
 
 
 def _job(cfg: DictConfig, data: dict):
@@ -195,7 +207,8 @@ def plain(jobs: dict[str, DictConfig]) -> dict:
     """The study's jobs, one after another, in a plain PyTorch loop."""
     import torch.nn.functional as F
 
-    data = _data(next(iter(jobs.values())), _device())
+    first = next(iter(jobs.values()))
+    data = _data(first, _device(first))
     results = {}
     for name, cfg in jobs.items():
         model, batches, steps, curve_steps = _job(cfg, data)
@@ -254,12 +267,15 @@ def lightning(jobs: dict[str, DictConfig]) -> dict:
             opt, sched = _recipe(self.cfg, self.model, self.steps)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-    data = _data(next(iter(jobs.values())), _device())
+    first = next(iter(jobs.values()))
+    data = _data(first, _device(first))
+    device = data["train"][0].device
     results = {}
     for name, cfg in jobs.items():
         model, batches, steps, curve_steps = _job(cfg, data)
         module = Minimal(cfg, model, steps, curve_steps)
-        trainer = pl.Trainer(max_epochs=cfg.trainer.max_epochs, logger=False,
+        trainer = pl.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=1,
+                             max_epochs=cfg.trainer.max_epochs, logger=False,
                              enable_checkpointing=False, enable_progress_bar=False,
                              enable_model_summary=False, num_sanity_val_steps=0)
         t0 = time.perf_counter()
