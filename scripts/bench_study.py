@@ -56,7 +56,7 @@ def study_jobs(overrides: list[str]) -> dict[str, dict]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from scalinglab import CONF_DIR
-    from scalinglab.launch.grid import grid_jobs
+    from scalinglab.launch.grid import grid_jobs, sweep_overrides
 
     parsed = OverridesParser.create().parse_overrides(overrides)
     single = [o.input_line for o in parsed if not o.is_sweep_override()]
@@ -68,10 +68,8 @@ def study_jobs(overrides: list[str]) -> dict[str, dict]:
                      if o.is_sweep_override() and o.get_key_element() not in grid]:
             raise SystemExit(f"bench_study.py times the study's own grid ({', '.join(grid)}); "
                              f"it sweeps nothing else: {' '.join(extra)}")
-        swept = {k: f"{k}={v}" for k, v in grid.items()}
-        swept.update({o.split("=", 1)[0]: o for o in overrides})
         cfgs = [compose("train", overrides=["experiment=study", *job])
-                for job in grid_jobs(list(swept.values()))]
+                for job in grid_jobs(sweep_overrides(grid, overrides))]
     data, trainer = cfgs[0].data, cfgs[0].trainer
     if (data._target_ != "scalinglab.data.MNIST1D" or data.train_size is not None
             or data.val_from_train is None or trainer.devices != 1 or trainer.num_nodes != 1):

@@ -2,6 +2,8 @@
 job count (summary.py), the grow sweeper's rounds, and a plain script that runs the same jobs
 (scripts/bench_study.py) without importing the rest of scalinglab."""
 
+from collections.abc import Mapping
+
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
@@ -18,13 +20,18 @@ def grid_jobs(overrides: list[str]) -> list[list[str]]:
     return jobs
 
 
+def sweep_overrides(params: Mapping, overrides: list[str]) -> list[str]:
+    """A grid's overrides as `-m` combines them: `hydra.sweeper.params`, each replaced by a
+    command-line override of the same key, and the command line's other overrides."""
+    merged = {key: f"{key}={value}" for key, value in params.items()}
+    merged.update({o.split("=", 1)[0]: o for o in overrides})
+    return list(merged.values())
+
+
 def count_jobs(config: DictConfig) -> int | None:
     """How many jobs a grid sweep expands to (command-line overrides and
     `hydra.sweeper.params`); None for a sweeper that is not a grid."""
     if config.hydra.runtime.choices.get("hydra/sweeper") != "basic":
         return None
     params = config.hydra.sweeper.get("params") or {}
-    overrides = {key: f"{key}={value}" for key, value in params.items()}
-    for o in config.hydra.overrides.task:
-        overrides[o.split("=", 1)[0]] = o
-    return len(grid_jobs(list(overrides.values())))
+    return len(grid_jobs(sweep_overrides(params, list(config.hydra.overrides.task))))
