@@ -52,3 +52,12 @@ def cli_env(data_dir, tmp_path) -> dict:
                WANDB_DIR=str(tmp_path), WANDB_CACHE_DIR=str(tmp_path / "wandb-cache"),
                HYDRA_FULL_ERROR="0", MPLCONFIGDIR=str(data_dir.parent / "mpl"))
     return env
+
+
+@pytest.fixture
+def wandb_env(cli_env, tmp_path):
+    """Subprocess environment with W&B on but no key and no login: the logger must fall back
+    to offline runs by itself."""
+    env = {k: v for k, v in cli_env.items() if k not in ("WANDB_MODE", "WANDB_API_KEY")}
+    env.update(HOME=str(tmp_path / "home"), WANDB_CONFIG_DIR=str(tmp_path / "wandb-config"))
+    return env

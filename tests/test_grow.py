@@ -168,16 +168,19 @@ def test_the_sweeper_chooses_the_size_itself():
 
 # The CLI, as a user runs it: a bad setting is one line and exit 2 before any training (the
 # messages themselves are checked in-process above).
-def test_cli_bad_settings_exit_2_before_training(tmp_path, cli_env):
+@pytest.mark.parametrize("setting,message", [
+    ("hydra.sweeper.target='val_acc=0.9'", "write it as COLUMN>=VALUE"),
+    ("pack=[seed]", "hydra/sweeper=grow does not pack jobs"),
+])
+def test_cli_bad_settings_exit_2_before_training(tmp_path, cli_env, setting, message):
     result = subprocess.run([sys.executable, "-m", "scalinglab.train", "-m",
-                             "hydra/sweeper=grow", "hydra.sweeper.target='val_acc=0.9'",
-                             f"hydra.sweep.dir={tmp_path / 's'}"],
+                             "hydra/sweeper=grow", setting, f"hydra.sweep.dir={tmp_path / 's'}"],
                             cwd=tmp_path, env=cli_env, capture_output=True, text=True,
                             timeout=120)
     out = result.stdout + result.stderr
     assert result.returncode == 2, out[-2000:]
     assert [line for line in out.splitlines() if "error" in line.lower()] == [
-        next(line for line in out.splitlines() if "write it as COLUMN>=VALUE" in line)]
+        next(line for line in out.splitlines() if message in line)]
     assert not list(tmp_path.glob("s/*/run.json"))  # nothing trained
 
 

@@ -38,3 +38,14 @@ def test_resolver_names_the_job_dir_from_the_whole_config():
     register_resolver()
     root = OmegaConf.merge(cfg(), {"hydra": {"sweep": {"subdir": "${job_name:}"}}})
     assert root.hydra.sweep.subdir == job_name(cfg())
+
+
+def test_a_packed_member_is_the_same_job_and_a_pack_is_named_by_its_members():
+    member = cfg(pack="[module.lr,seed]")
+    assert identity(member) == identity(cfg()) and job_name(member) == job_name(cfg())
+    members = [["module.lr=0.01", "seed=0"], ["module.lr=0.02", "seed=0"]]
+    pack = OmegaConf.merge(cfg(), {"pack_members": members})
+    name = job_name(pack)
+    assert name.startswith("pack2-") and name != job_name(cfg())  # never a member's directory
+    other = OmegaConf.merge(cfg(), {"pack_members": members[:1] + [["module.lr=0.03", "seed=0"]]})
+    assert job_name(other) != name

@@ -1,4 +1,5 @@
-"""A job's identity: a hash of its resolved config without run-management keys.
+"""A job's identity: a hash of its resolved config without run-management keys; and the
+overrides that made it, as its record keeps them.
 
 Two jobs with the same identity train the same model on the same data with the same seed, so a
 re-run of a sweep can skip a completed job and resume an unfinished one. Job directories in a
@@ -9,11 +10,14 @@ reorderings and SLURM requeues, and never collide.
 import hashlib
 import json
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 # Keys that say where and how a run is managed or logged, not what it trains.
 RUN_MANAGEMENT_KEYS = (
     "hydra", "paths", "logger", "force", "checkpoint", "study",
+    "pack", "pack_members",  # trained alone or in a pack, a member is the same job
     "curve",  # evaluations between steps: measurement only, training is the same
     "data.data_dir", "data.download", "data.eval_batch_size", "data.placement",
     "data.num_workers", "data.pin_memory",  # how batches are loaded, not which
@@ -21,6 +25,9 @@ RUN_MANAGEMENT_KEYS = (
     "trainer.enable_checkpointing", "trainer.log_every_n_steps",
     "model.compile", "matmul_precision",  # the same numbers up to rounding, faster or not
 )
+
+
+PACK_KEYS = ("pack", "pack_members")  # how a job was run, not what it trained
 
 
 def _placeholder(value, key: str):
@@ -76,7 +83,13 @@ def run_name(cfg: DictConfig) -> str:
 
 
 def job_name(cfg: DictConfig) -> str:
-    """A readable, stable, unique job name, e.g. `mlp-d2-w128-s0-3fa2c1d09b7e`."""
+    """A readable, stable, unique job name, e.g. `mlp-d2-w128-s0-3fa2c1d09b7e`; a pack of K
+    jobs (train/pack.py) is `pack<K>-` and a hash of its identity and members."""
+    members = cfg.get("pack_members")
+    if members:
+        listed = json.dumps(OmegaConf.to_container(members), sort_keys=True)
+        blob = f"{identity(cfg)} {listed}".encode()
+        return f"pack{len(members)}-{hashlib.sha256(blob).hexdigest()[:12]}"
     return f"{run_name(cfg)}-{identity(cfg)}"
 
 
@@ -90,3 +103,21 @@ def register_resolver() -> None:
     for name, fn in (("job_name", job_name), ("run_name", run_name)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, lambda *, _root_, fn=fn: fn(_root_))
+
+
+def overrides(cfg: DictConfig, task: list[str] | None = None) -> dict:
+    """What the command line or the sweep set for this job (`task`, by default Hydra's): each
+    overridden key's path and the value the job resolved (a config group's choice for a
+    group). Whether it trained in a pack is not part of it: a member is the same job."""
+    if task is None and not HydraConfig.initialized():
+        return {}
+    task = list(HydraConfig.get().overrides.task) if task is None else task
+    out = {}
+    for o in OverridesParser.create().parse_overrides(task):
+        key = o.key_or_group
+        if key.startswith("hydra.") or key in PACK_KEYS or o.value() is None:
+            continue
+        value = OmegaConf.select(cfg, key, default=None)
+        out[key] = (o.get_value_element_as_str() if value is None or OmegaConf.is_config(value)
+                    else value)
+    return out

@@ -31,6 +31,42 @@ EVAL_SPLITS = ("val", "train_eval")  # the order of the datamodule's val loaders
 SPLITS = (*EVAL_SPLITS, "test")  # test: the test loader (data.val_from_train), once at the end
 
 
+# The RNG state travels with checkpoints so that a resumed run draws the same dropout masks as
+# an uninterrupted one (Lightning does not save it).
+def save_rng(checkpoint: dict) -> None:
+    """The random state into a checkpoint (a LightningModule's `on_save_checkpoint`)."""
+    checkpoint["rng_state"] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        checkpoint["rng_state"]["cuda"] = torch.cuda.get_rng_state_all()
+
+
+def load_rng(checkpoint: dict) -> None:
+    """The random state back from a checkpoint (`on_load_checkpoint`)."""
+    state = checkpoint.get("rng_state")
+    if state:
+        torch.set_rng_state(state["cpu"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def schedule(opt: torch.optim.Optimizer, trainer: pl.Trainer, warmup_frac: float,
+             min_lr_ratio: float) -> dict:
+    """`configure_optimizers`' answer: `opt` with linear warmup then cosine decay to
+    `min_lr_ratio`, over the run's own optimizer steps, stepped by Lightning every step."""
+    total = max(1, int(trainer.estimated_stepping_batches))
+    warmup = int(warmup_frac * total)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        cosine = 0.5 * (1 + math.cos(math.pi * progress))
+        return min_lr_ratio + (1 - min_lr_ratio) * cosine
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
 class Task(pl.LightningModule):
     """The training recipe every task shares; a task defines `loss` and `evaluate`."""
 
@@ -93,19 +129,11 @@ class Task(pl.LightningModule):
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._log_evaluation(batch, "test")
 
-    # The RNG state travels with checkpoints so that a resumed run draws the same dropout masks
-    # as an uninterrupted one (Lightning does not save it).
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["rng_state"] = {"cpu": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            checkpoint["rng_state"]["cuda"] = torch.cuda.get_rng_state_all()
+        save_rng(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        state = checkpoint.get("rng_state")
-        if state:
-            torch.set_rng_state(state["cpu"])
-            if "cuda" in state and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(state["cuda"])
+        load_rng(checkpoint)
 
     def configure_optimizers(self):
         # No weight decay on biases; under muP, per-layer LRs (models/parametrization.py).
@@ -114,18 +142,7 @@ class Task(pl.LightningModule):
         fused = all(p.dtype in (torch.float32, torch.float16, torch.bfloat16)
                     for p in self.parameters())
         opt = torch.optim.AdamW(groups, lr=self.lr, betas=self.betas, fused=fused)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = int(self.warmup_frac * total)
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            cosine = 0.5 * (1 + math.cos(math.pi * progress))
-            return self.min_lr_ratio + (1 - self.min_lr_ratio) * cosine
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return schedule(opt, self.trainer, self.warmup_frac, self.min_lr_ratio)
 
 
 class Classifier(Task):

@@ -3,7 +3,7 @@ import torch
 
 from scalinglab import ConfigError
 from scalinglab.data import MNIST1D, Synthetic
-from scalinglab.data.tensors import DeviceBatches
+from scalinglab.data.tensors import DeviceBatches, MemberBatches
 
 
 def test_mnist1d_standard_split_and_cache(data_dir):
@@ -112,6 +112,31 @@ def test_device_batches_shard_disjointly_across_ranks():
     batches = DeviceBatches(x, y, batch_size=5, shuffle=True, seed=7)
     first, second = (torch.cat([b[1] for b in batches]) for _ in range(2))
     assert not torch.equal(first, second)
+
+
+def test_packed_members_each_take_their_own_seeds_batches_and_resume_them():
+    x, y = torch.arange(64).float().view(32, 2), torch.arange(32)
+
+    def own(seed):
+        return DeviceBatches(x, y, batch_size=4, shuffle=True, seed=seed)
+
+    packed = MemberBatches([own(0), own(1), own(2)])
+    assert len(packed) == 8 and packed.batch_size == 4 and len(packed.dataset) == 32
+    for _ in range(2):  # two epochs
+        stacked = list(packed)
+        for k, seed in enumerate((0, 1, 2)):
+            alone = own(seed)
+            alone.epoch = packed.members[k].epoch - 1  # the same epoch's permutation
+            for (xs, ys), (xa, ya) in zip(stacked, alone, strict=True):
+                assert torch.equal(xs[k], xa) and torch.equal(ys[k], ya)
+    # a checkpoint mid-epoch: the resumed members go on with the batches they would have seen
+    it = iter(packed)
+    next(it), next(it), next(it)
+    state = packed.state_dict()
+    rest = [b[1] for b in it]
+    resumed = MemberBatches([own(0), own(1), own(2)])
+    resumed.load_state_dict(state)
+    assert all(torch.equal(a, b[1]) for a, b in zip(rest, resumed, strict=True))
 
 
 def test_eval_batches_cover_everything_once():

@@ -105,11 +105,12 @@ def records(sweep: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(sweep.glob("*/run.json"))]
 
 
-def preempt_when_training(proc: subprocess.Popen, sweep: Path) -> str:
+def preempt_when_training(proc: subprocess.Popen, sweep: Path,
+                          checkpoint: str = "*/checkpoints/last.ckpt") -> str:
     """Wait for the job's first epoch checkpoint, then signal it as SLURM does before its time
     limit or on preemption: USR2 to the job's tasks (not `-b`, which kills the batch shell)."""
     deadline = time.time() + 180
-    while not list(sweep.glob("*/checkpoints/last.ckpt")):
+    while not list(sweep.glob(checkpoint)):
         assert proc.poll() is None and time.time() < deadline, "the job never started training"
         time.sleep(0.2)
     job = job_id(sweep)
@@ -178,6 +179,32 @@ def test_preempted_job_is_requeued_and_resumes_exactly_in_the_same_run(sweep, tm
     # the tolerance of the local resume test (measured bit-identical on CPU)
     for key in ("val_loss", "train_loss", "best_val_loss", "val_acc"):
         assert b[key] == pytest.approx(a[key], rel=1e-6, abs=1e-7), key
+
+
+def test_a_preempted_pack_is_requeued_and_resumes_every_member_exactly(sweep, tmp_path,
+                                                                         cli_env):
+    pack = [*LONG, "seed=0,1", "pack=[seed]"]
+    reference = run_cli(["scalinglab-train", "-m", *pack, f"hydra.sweep.dir={tmp_path / 'full'}"],
+                        cli_env, tmp_path)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+
+    proc = subprocess.Popen(sweep_cmd(sweep, *pack), env=cli_env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    job = preempt_when_training(proc, sweep, "pack2-*/*/checkpoints/last.ckpt")
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    (pack_dir,) = sweep.glob("pack2-*")
+    log = (pack_dir / "train.log").read_text()
+    assert "preempted by SIGUSR2" in log and "resuming from" in log
+    assert sacct_states(job, attempts=True) == ["REQUEUED", "COMPLETED"]
+    full = {r["job"]: r for r in records(tmp_path / "full")}
+    runs = records(sweep)
+    assert len(runs) == 2 and {r["job"] for r in runs} == set(full)
+    for run in runs:  # both members, in their own directories, as if never interrupted
+        a = full[run["job"]]
+        assert run["status"] == "completed" and run["steps"] == a["steps"]
+        for key in ("val_loss", "train_loss", "best_val_loss", "val_acc"):
+            assert run[key] == pytest.approx(a[key], rel=1e-6, abs=1e-7), key
 
 
 def test_preempted_ddp_job_resumes_on_both_ranks(sweep, tmp_path, cli_env):

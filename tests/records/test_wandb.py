@@ -13,13 +13,6 @@ from tests.helpers import run_cli
 TINY = ["trainer.max_epochs=2", "data.train_size=512", "trainer.enable_progress_bar=false"]
 
 
-@pytest.fixture
-def wandb_env(cli_env, tmp_path):
-    env = {k: v for k, v in cli_env.items() if k not in ("WANDB_MODE", "WANDB_API_KEY")}
-    env.update(HOME=str(tmp_path / "home"), WANDB_CONFIG_DIR=str(tmp_path / "wandb-config"))
-    return env  # no key, no login: the logger must fall back to offline by itself
-
-
 def offline_runs(directory):
     return sorted(p for p in directory.rglob("offline-run-*") if p.is_dir())
 

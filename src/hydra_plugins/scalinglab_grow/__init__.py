@@ -56,6 +56,9 @@ class GrowSweeper(Sweeper):
         from scalinglab.grow import GROW_NAME, Round, Settings, decide, round_line, summary
 
         try:
+            if self.config.get("pack"):
+                raise ConfigError("hydra/sweeper=grow does not pack jobs: drop pack=[...] (a "
+                                  "round's sizes cannot share a model shape anyway)")
             settings = Settings.from_config(**OmegaConf.to_container(
                 OmegaConf.create(self.settings), resolve=True))
             base = self._base_jobs(arguments)

@@ -32,9 +32,11 @@ def log_steps(total: int, points: int) -> list[int]:
     return sorted({round(ratio**k) for k in range(points)} - {total})
 
 
-def _lr(trainer: pl.Trainer) -> float | None:
-    """The learning rate the next step will use."""
-    return trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
+def row_metrics(row: dict) -> dict[str, float]:
+    """A curve row as the loggers get it: `curve/*` step metrics."""
+    metrics = {f"curve/{k}": v for k, v in row.items() if k != "step" and v is not None}
+    metrics["trainer/examples_seen"] = float(row["examples_seen"])  # W&B's x axis
+    return metrics
 
 
 class LearningCurve(pl.Callback):
@@ -65,8 +67,12 @@ class LearningCurve(pl.Callback):
         evaluates = trainer.limit_val_batches != 0
         self.steps = set(log_steps(self.total, self.points)) if evaluates else set()
 
+    def lr(self, trainer: pl.Trainer) -> float | None:
+        """The learning rate the next step will use."""
+        return trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
+
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.last_lr = _lr(trainer)
+        self.last_lr = self.lr(trainer)
         self.loaders = None  # their workers end with them
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -84,23 +90,22 @@ class LearningCurve(pl.Callback):
         if (hasattr(pl_module, "evaluate") or trainer.sanity_checking or not fitting
                 or any(r["step"] == step for r in self.rows)):
             return
-        self._add_row(trainer, {k: float(v) for k, v in trainer.callback_metrics.items()})
+        self._add_row(trainer, dict(trainer.callback_metrics))
 
-    def _add_row(self, trainer: pl.Trainer, results: dict[str, float]) -> None:
+    def _add_row(self, trainer: pl.Trainer, results: dict) -> None:
         step = trainer.global_step
+        results = {k: float(v) for k, v in results.items()}
         row = {"step": step, "progress": step / self.total, "epoch": epochs_seen(trainer),
                "examples_seen": step * self.examples_per_step, "time_s": train_time(trainer),
-               "lr": _lr(trainer),
+               "lr": self.lr(trainer),
                "val_loss": results.get("val/loss"), "val_acc": results.get("val/acc"),
                "train_loss": results.get("train_eval/loss"),
                "train_acc": results.get("train_eval/acc")}
         self.rows.append(row)
-        metrics = {f"curve/{k}": v for k, v in row.items() if k != "step" and v is not None}
-        metrics["trainer/examples_seen"] = float(row["examples_seen"])  # W&B's x axis
         for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=step)
+            logger.log_metrics(row_metrics(row), step=step)
 
-    def _evaluate(self, trainer: pl.Trainer, module: pl.LightningModule) -> dict[str, float]:
+    def _evaluate(self, trainer: pl.Trainer, module: pl.LightningModule) -> dict:
         """The module's `evaluate` over the validation loaders, averaged over their examples
         (and the ranks: every rank takes part, as the metrics sync)."""
         was_training = module.training
@@ -118,7 +123,7 @@ class LearningCurve(pl.Callback):
                         for name, value in module.evaluate(batch).items():
                             self._metric(f"{split}/{name}", module.device).update(
                                 value, weight=len(batch[1]))
-            return {key: float(metric.compute()) for key, metric in self.metrics.items()}
+            return {key: metric.compute() for key, metric in self.metrics.items()}
         finally:
             for metric in self.metrics.values():
                 metric.reset()

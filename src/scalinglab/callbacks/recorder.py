@@ -126,8 +126,7 @@ class RunRecorder(pl.Callback):
         if trainer.sanity_checking:
             return
         self.validated_at = trainer.global_step
-        self.metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
-                        if k.startswith(("val/", "train_eval/"))}
+        self.metrics = self.measured(trainer, pl_module, ("val/", "train_eval/"))
         if "val/loss" not in self.metrics:
             logged = ", ".join(sorted(trainer.callback_metrics)) or "nothing"
             hint = (", with add_dataloader_idx=False under several val loaders"
@@ -142,8 +141,12 @@ class RunRecorder(pl.Callback):
             self.best_val_loss = min(self.best_val_loss, val_loss)
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()
-                             if k.startswith("test/")})
+        self.metrics.update(self.measured(trainer, pl_module, ("test/",)))
+
+    def measured(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                 splits: tuple[str, ...]) -> dict[str, float]:
+        """The metrics the last evaluation logged, of these splits."""
+        return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(splits)}
 
     def _diverge(self, trainer: pl.Trainer, reason: str) -> None:
         self.diverged = reason
@@ -193,6 +196,6 @@ class RunRecorder(pl.Callback):
             device=str(trainer.strategy.root_device),
             precision=str(trainer.precision),
             config=self.config,
-            versions={"python": platform.python_version(), "torch": torch.__version__,
+            versions={"python": platform.python_version(), "torch": str(torch.__version__),
                       "lightning": pl.__version__},
         )

@@ -114,6 +114,30 @@ class DeviceBatches:
             yield (x if self.transform is None else self.transform(x)), y
 
 
+class MemberBatches:
+    """The training batches of K packed members (`pack=[seed]`, train/pack.py): each member's
+    own DeviceBatches, in the order its own seed gives, stacked into (K, batch, ...) tensors."""
+
+    def __init__(self, members: list[DeviceBatches]) -> None:
+        self.members = members
+        self.dataset, self.batch_size = members[0].dataset, members[0].batch_size
+
+    def __len__(self) -> int:
+        return len(self.members[0])
+
+    def state_dict(self) -> dict:
+        return {"members": [m.state_dict() for m in self.members]}
+
+    def load_state_dict(self, state: dict) -> None:
+        for member, own in zip(self.members, state["members"], strict=True):
+            member.load_state_dict(own)
+
+    def __iter__(self):
+        for batches in zip(*self.members, strict=True):
+            xs, ys = zip(*batches, strict=True)
+            yield torch.stack(xs), torch.stack(ys)
+
+
 class TensorDataModule(pl.LightningDataModule):
     """Base for in-memory datasets. Subclasses set `input_shape`, `num_classes` (or override
     `num_outputs`, for regression), `train_pool` (how many training examples exist) and
@@ -164,7 +188,8 @@ class TensorDataModule(pl.LightningDataModule):
         self.device: torch.device = torch.device("cpu")  # where training runs
         self.x_train = self.y_train = self.x_val = self.y_val = None
         self.x_test = self.y_test = None  # with val_from_train, or a dataset's own test split
-        self.train_batches: DeviceBatches | None = None
+        self.train_batches: DeviceBatches | MemberBatches | None = None
+        self.member_seeds: list[int] | None = None  # a pack's members' seeds (train/pack.py)
         self._train_state: dict | None = None  # the train loader's, from a checkpoint
         self._prepared: tuple[Tensor, ...] | None = None
 
@@ -238,10 +263,11 @@ class TensorDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DeviceBatches:
         rank = self.trainer.global_rank if self.trainer else 0
         group = self.trainer.accumulate_grad_batches if self.trainer else 1
-        seed = torch.initial_seed() % (2**31)  # follows seed_everything(cfg.seed)
-        self.train_batches = DeviceBatches(self.x_train, self.y_train, self.per_rank_batch(),
-                                           True, seed, rank, self.world_size, group,
-                                           self.train_transform, self.device)
+        seeds = self.member_seeds or [torch.initial_seed()]  # follows seed_everything(cfg.seed)
+        loaders = [DeviceBatches(self.x_train, self.y_train, self.per_rank_batch(), True,
+                                 seed % (2**31), rank, self.world_size, group,
+                                 self.train_transform, self.device) for seed in seeds]
+        self.train_batches = MemberBatches(loaders) if self.member_seeds else loaders[0]
         if self._train_state is not None:
             self.train_batches.load_state_dict(self._train_state)
         if len(self.train_batches) == 0:

@@ -31,7 +31,7 @@ def sweep_overrides(params: Mapping, overrides: list[str]) -> list[str]:
 def count_jobs(config: DictConfig) -> int | None:
     """How many jobs a grid sweep expands to (command-line overrides and
     `hydra.sweeper.params`); None for a sweeper that is not a grid."""
-    if config.hydra.runtime.choices.get("hydra/sweeper") != "basic":
+    if config.hydra.runtime.choices.get("hydra/sweeper") not in ("basic", "pack"):
         return None
     params = config.hydra.sweeper.get("params") or {}
     return len(grid_jobs(sweep_overrides(params, list(config.hydra.overrides.task))))

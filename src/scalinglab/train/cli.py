@@ -32,7 +32,7 @@ atexit.register(gc.freeze)
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> dict:
-    from scalinglab.train.run import run_job
+    from scalinglab.train.run import run_job, run_pack
 
     quiet_lightning()
     hydra_cfg = HydraConfig.get()
@@ -42,6 +42,8 @@ def main(cfg: DictConfig) -> dict:
         log.info("worker slot %(slot)d: %(threads)d threads, GPUs %(gpus)s", share)
     else:
         use_task_cpus()
+    if cfg.get("pack_members"):  # the sweeper packed jobs that differ only in `pack`
+        return run_pack(cfg, multirun)
     return run_job(cfg, multirun, hydra_cfg.job.get("num") if multirun else None)
 
 

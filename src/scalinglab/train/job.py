@@ -37,7 +37,7 @@ from scalinglab.measure import (
     training_flops,
 )
 from scalinglab.models import build_model, data_args
-from scalinglab.models.factory import unwrap
+from scalinglab.models.factory import Built, unwrap
 from scalinglab.records.schema import RunRecord
 
 MATMUL_PRECISIONS = ("highest", "high", "medium")
@@ -124,6 +124,33 @@ def clock(settings: dict, callbacks: list[pl.Callback]) -> list[pl.Callback]:
         raise ConfigError(f"trainer.max_time: {e}") from None
 
 
+def set_matmul_precision(cfg: DictConfig) -> None:
+    """`matmul_precision`, checked, for torch."""
+    precision = cfg.get("matmul_precision", "highest")
+    if precision not in MATMUL_PRECISIONS:
+        raise ConfigError(f"matmul_precision must be one of {', '.join(MATMUL_PRECISIONS)}, "
+                          f"got {precision!r}")
+    torch.set_float32_matmul_precision(precision)
+
+
+def make_trainer(settings: dict, callbacks: list[pl.Callback], loggers: list,
+                 **budget) -> pl.Trainer:
+    """The Trainer from `trainer.*` (and a budget's step count). In a submitit job on SLURM,
+    submitit owns requeueing (callbacks/preemption.py): the preemption callback is added and
+    Lightning's own SLURM requeue is off; ranks still come from SLURM's environment."""
+    plugins = []
+    if (signum := submitit_signal()) is not None:
+        if not any(isinstance(c, Preemption) for c in callbacks):
+            callbacks.append(Preemption(signum))
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    try:
+        return hydra.utils.instantiate(
+            {**settings, **budget}, callbacks=callbacks, logger=loggers or False,
+            **({"plugins": plugins} if plugins else {}), _convert_="all")
+    except InstantiationException as e:  # the Trainer refusing its arguments: config
+        raise ConfigError(f"trainer: {unwrap(e)}") from None
+
+
 def first_batch(datamodule: pl.LightningDataModule):
     """The training loader and one real batch of it, read as Lightning will read them
     (prepare_data on one process per node, setup, train_dataloader), leaving the random state
@@ -156,11 +183,7 @@ def build(cfg: DictConfig, identity: dict | None = None) -> Job:
     job_start = time.monotonic()
     register_resolvers()  # ${run_name:} and ${job_name:}, for a config composed in Python too
     output_dir = Path(cfg.paths.output_dir)
-    precision = cfg.get("matmul_precision", "highest")
-    if precision not in MATMUL_PRECISIONS:
-        raise ConfigError(f"matmul_precision must be one of {', '.join(MATMUL_PRECISIONS)}, "
-                          f"got {precision!r}")
-    torch.set_float32_matmul_precision(precision)
+    set_matmul_precision(cfg)
     pl.seed_everything(check_number("seed", cfg.seed, integer=True), workers=True, verbose=False)
     settings = trainer_settings(cfg.trainer)
     try:
@@ -177,22 +200,7 @@ def build(cfg: DictConfig, identity: dict | None = None) -> Job:
     callbacks = [recorder, curve, *checkpoints(cfg, output_dir), *user, *clock(settings, user)]
     if any(isinstance(lg, WandbLogger) for lg in loggers):
         callbacks.append(WandbSummary())
-    plugins = []
-    if (signum := submitit_signal()) is not None:
-        # A submitit job on SLURM: submitit owns requeueing (callbacks/preemption.py), so
-        # Lightning's own SLURM requeue is off. Ranks still come from SLURM's environment.
-        callbacks.append(Preemption(signum))
-        plugins.append(SLURMEnvironment(auto_requeue=False))
-
-    def make_trainer(**budget) -> pl.Trainer:
-        try:
-            return hydra.utils.instantiate(
-                {**settings, **budget}, callbacks=callbacks, logger=loggers or False,
-                **({"plugins": plugins} if plugins else {}), _convert_="all")
-        except InstantiationException as e:  # the Trainer refusing its arguments: config
-            raise ConfigError(f"trainer: {unwrap(e)}") from None
-
-    trainer = make_trainer()
+    trainer = make_trainer(settings, callbacks, loggers)
 
     # The data as Lightning will serve it (our datamodules split their global batch across
     # the trainer's ranks), then the model: sized, parametrized, and its FLOPs counted once,
@@ -217,16 +225,21 @@ def build(cfg: DictConfig, identity: dict | None = None) -> Job:
     per_step = examples_per_step(loader, trainer.world_size, trainer.accumulate_grad_batches)
     steps = budget_steps(cfg.get("budget") or {}, flops, per_step)
     if steps is not None:
-        trainer = make_trainer(max_steps=steps, max_epochs=-1)
+        trainer = make_trainer(settings, callbacks, loggers, max_steps=steps, max_epochs=-1)
     recorder.examples_per_step = curve.examples_per_step = per_step
-    recorder.size = {"family": built.family, "depth": built.depth, "width": built.width,
-                     "params": built.params, "params_nonembedding": built.params_nonembedding,
-                     "param_bytes": built.param_bytes, "flops_per_example": flops,
-                     "tokens_per_example": getattr(datamodule, "tokens_per_example", None),
-                     "train_size": dataset_size(loader),
-                     "data": getattr(datamodule, "name", None) or type(datamodule).__name__,
-                     "data_info": data_info(datamodule)}
+    recorder.size = size_of(built, flops, datamodule, loader)
     return Job(cfg, output_dir, datamodule, module, trainer, recorder, curve)
+
+
+def size_of(built: Built, flops: int, datamodule: pl.LightningDataModule, loader) -> dict:
+    """What the record says of the job's model and data (RunRecorder.size)."""
+    return {"family": built.family, "depth": built.depth, "width": built.width,
+            "params": built.params, "params_nonembedding": built.params_nonembedding,
+            "param_bytes": built.param_bytes, "flops_per_example": flops,
+            "tokens_per_example": getattr(datamodule, "tokens_per_example", None),
+            "train_size": dataset_size(loader),
+            "data": getattr(datamodule, "name", None) or type(datamodule).__name__,
+            "data_info": data_info(datamodule)}
 
 
 def data_info(datamodule: pl.LightningDataModule) -> dict:
