@@ -1,9 +1,10 @@
 """Benchmark: a sweep trained packed (`pack=[...]`) against the same sweep unpacked.
 
-Each side is `scalinglab-train -m` as a user runs it, in a fresh process, into its own sweep
-directory, with the data cache made beforehand. The wall clock of each is printed with their
-ratio, then how far the two sides' records and curves are apart: every job's metrics and
-curve points, the largest difference, and how many jobs agree to 4 decimals.
+Each side is `scalinglab-train -m` as a user runs it (`python -m scalinglab.train -m`), in a
+fresh process, into its own sweep directory, with the data cache made beforehand. The wall
+clock of each is printed with their ratio, then how far the two sides' records and curves are
+apart: every job's metrics and curve points, the largest difference, and how many jobs agree to
+4 decimals.
 
 A job trained twice is equal to 4 decimals only if both runs round alike: a batched matmul
 rounds differently from K small ones, and a long run at a high learning rate amplifies that.
@@ -35,9 +36,9 @@ CURVE = ("lr", "val_loss", "val_acc", "train_loss", "train_acc")
 
 def sweep(args: list[str], out: Path, env: dict) -> float:
     """One side: the sweep in a fresh process; its wall time in seconds."""
-    exe = Path(sys.executable).parent / "scalinglab-train"
-    start = time.perf_counter()
-    done = subprocess.run([str(exe), "-m", *args, "trainer.enable_progress_bar=false",
+    start = time.perf_counter()  # `scalinglab-train` is `python -m scalinglab.train`
+    done = subprocess.run([sys.executable, "-m", "scalinglab.train", "-m", *args,
+                           "trainer.enable_progress_bar=false",
                            f"hydra.sweep.dir={out}"], env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode not in (0, 3):  # 3: some jobs diverged, which both sides must agree on
@@ -65,8 +66,8 @@ def compare(a: Path, b: Path) -> dict:
         else:
             diffs.append(float("inf"))
         diffs = [d for d in diffs if d == d]  # a NaN on both sides (a diverged job) agrees
-        worst = max(worst, *diffs)
-        agree += max(diffs) < 5e-5
+        worst = max([worst, *diffs])
+        agree += max(diffs, default=0.0) < 5e-5
     return {"jobs": len(ra), "same_status_and_steps": status, "agree_to_4_decimals": agree,
             "largest_difference": worst}
 

@@ -6,6 +6,8 @@
 #      and trainer.devices=2 where the machine has 2 GPUs or more
 #   4. scripts/bench_train.py on CUDA: steps/s against the raw PyTorch loop, device-resident
 #      batches and a DataLoader datamodule (0 and 2 workers)
+#   5. scripts/bench_pack.py on CUDA: K = 8, 32 and 128 seeds of the default study's smallest
+#      MLP (5 epochs each) packed (pack=[seed]) against unpacked
 # Run it from the repository root on a machine with a GPU; it installs the project into
 # $VENV (default .venv-gpu) with the machine's own torch when one is importable, or uses the
 # Python in $PY when scalinglab already imports there (e.g. offline, from carried wheels).
@@ -70,3 +72,8 @@ for job, r in sorted(ddp.items()):
           f"val_loss {r['val_loss']:.4f}, {r['time_s']:.1f} s")
 EOF
 "$PY" scripts/bench_train.py --repeats 3 --epochs 20 --cases tiny,medium,cnn,loader0,loader2
+for K in 8 32 128; do
+  echo "pack K=$K:"
+  "$PY" scripts/bench_pack.py --pack seed experiment=study model=mlp model.target_params=1000 \
+    trainer=gpu trainer.max_epochs=5 "seed=$(seq -s, 0 $((K - 1)))"
+done

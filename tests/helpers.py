@@ -34,7 +34,7 @@ def fit(cfg: DictConfig, *callbacks):
 
     job = build(cfg)
     job.trainer.callbacks.extend(callbacks)
-    return job, fit_job(job).to_dict()
+    return job, fit_job(job)[0].to_dict()
 
 
 def run(cfg: DictConfig) -> dict:

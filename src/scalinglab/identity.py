@@ -37,7 +37,7 @@ def _placeholder(value, key: str):
     return f"<{key}>"
 
 
-def _without(cfg: DictConfig) -> dict:
+def training_config(cfg: DictConfig) -> dict:
     """The resolved config without run-management keys. They are replaced by placeholders
     before resolving, so a training key that points into one (a callback's
     `${paths.output_dir}/...`) resolves the same in every directory, and are then dropped."""
@@ -62,7 +62,7 @@ def _without(cfg: DictConfig) -> dict:
 
 def identity(cfg: DictConfig) -> str:
     """12 hex digits of the SHA-256 of the job's resolved, run-management-free config."""
-    blob = json.dumps(_without(cfg), sort_keys=True, default=str).encode()
+    blob = json.dumps(training_config(cfg), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 
 

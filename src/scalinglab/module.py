@@ -49,6 +49,12 @@ def load_rng(checkpoint: dict) -> None:
             torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def fusable(params) -> bool:
+    """Whether AdamW can be fused over `params`: one kernel for all of them instead of a
+    Python loop over them."""
+    return all(p.dtype in (torch.float32, torch.float16, torch.bfloat16) for p in params)
+
+
 def schedule(opt: torch.optim.Optimizer, trainer: pl.Trainer, warmup_frac: float,
              min_lr_ratio: float) -> dict:
     """`configure_optimizers`' answer: `opt` with linear warmup then cosine decay to
@@ -138,10 +144,8 @@ class Task(pl.LightningModule):
     def configure_optimizers(self):
         # No weight decay on biases; under muP, per-layer LRs (models/parametrization.py).
         groups = param_groups(self.model, self.lr, self.weight_decay)
-        # fused: one kernel for all parameters instead of a Python loop over them
-        fused = all(p.dtype in (torch.float32, torch.float16, torch.bfloat16)
-                    for p in self.parameters())
-        opt = torch.optim.AdamW(groups, lr=self.lr, betas=self.betas, fused=fused)
+        opt = torch.optim.AdamW(groups, lr=self.lr, betas=self.betas,
+                                fused=fusable(self.parameters()))
         return schedule(opt, self.trainer, self.warmup_frac, self.min_lr_ratio)
 
 

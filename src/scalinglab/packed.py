@@ -13,13 +13,25 @@ DDP ranks). A member that diverges is stopped and the others go on.
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 from torchmetrics import Metric
 
 from scalinglab import ConfigError
 from scalinglab.models.parametrization import param_groups
-from scalinglab.module import EVAL_SPLITS, SPLITS, Task, load_rng, save_rng, schedule
+from scalinglab.module import (
+    EVAL_SPLITS,
+    SPLITS,
+    Task,
+    fusable,
+    load_rng,
+    save_rng,
+    schedule,
+)
+
+# A Task's hooks a pack replaces with its own: a subclass that defines one is refused
+REPLACED = ("training_step", "validation_step", "test_step", "configure_optimizers")
 
 
 class MemberMean(Metric):
@@ -30,11 +42,11 @@ class MemberMean(Metric):
 
     def __init__(self, members: int) -> None:
         super().__init__()
-        self.add_state("total", torch.zeros(members, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("weight", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("total", torch.zeros(members), dist_reduce_fx="sum")
+        self.add_state("weight", torch.zeros(()), dist_reduce_fx="sum")
 
     def update(self, values: Tensor, weight: int) -> None:
-        self.total += values.detach().double() * weight
+        self.total += values.detach().float() * weight
         self.weight += weight
 
     def compute(self) -> Tensor:
@@ -80,6 +92,11 @@ class PackedTask(pl.LightningModule):
             raise ConfigError("pack: the module must be one of scalinglab's tasks (module="
                               "classifier, regressor or lm, or a subclass of Task), the same "
                               "for every member")
+        own = [h for h in REPLACED if is_overridden(h, template, Task)]
+        if own:
+            raise ConfigError(f"pack: {type(template).__name__} defines its own {own[0]}, which "
+                              "a pack would not run (it runs only the task's loss and "
+                              "evaluate); train these jobs unpacked (pack=[])")
         check_stackable(template.model)
         names = [name for name, _ in template.model.named_parameters()]
         shapes = {tuple((n, p.shape) for n, p in t.model.named_parameters()) for t in tasks}
@@ -95,13 +112,14 @@ class PackedTask(pl.LightningModule):
         self.lrs = [t.lr for t in tasks]
         self.weight_decays = [t.weight_decay for t in tasks]
         self.member_batches = member_batches
-        # A tuple, so that PyTorch does not register the template: its own weights are never
-        # trained, only its code and its layers' settings are used, with each member's weights.
+        # A tuple, so that PyTorch does not register the template's modules a second time: its
+        # parameters are member 0's, already in `params`; its code runs every member.
         self.template = (template,)
         self.calls = {name: _Method(template, name) for name in ("loss", "evaluate")}
-        self.register_buffer("active", torch.ones(len(tasks), dtype=torch.bool))
-        # a stopped member's learning rate at its stop: its curve's last (callbacks/members.py)
-        self.register_buffer("stopped_lrs", torch.zeros(len(tasks), dtype=torch.float64))
+        # stopped members, each with its learning rate at its stop (its curve's last); saved
+        # in checkpoints
+        self.stopped: dict[int, float] = {}
+        self._checked: tuple[int, list[bool]] = (-1, [])
         self.metrics = nn.ModuleDict({split: nn.ModuleDict({
             m: MemberMean(len(tasks)) for m in template.METRICS}) for split in SPLITS})
         self.measured: dict[str, Tensor] = {}  # the last evaluation's metrics, K values each
@@ -135,26 +153,35 @@ class PackedTask(pl.LightningModule):
         return self.vmapped("evaluate", tuple(batch), stacked=False)
 
     def stop(self, member: int) -> None:
-        """Stop a member: it takes no more steps (a diverged one): its parameters take no
-        gradient, so AdamW leaves them as they are. Training ends when none is left."""
-        self.active[member] = False
-        self.stopped_lrs[member] = self.member_lr(member)
-        for p in self.member_params(member):
-            p.requires_grad_(False)
-        if not self.active.any():
+        """Stop a member (a diverged one): it takes no more steps. Training ends when none is
+        left."""
+        self.stopped[member] = self.member_lr(member)
+        if len(self.stopped) == self.members:
             self.trainer.should_stop = True
 
-    def on_train_start(self) -> None:
-        for member in torch.nonzero(~self.active).flatten().tolist():  # resumed stopped
-            for p in self.member_params(member):
-                p.requires_grad_(False)
+    def nonfinite(self, losses: Tensor) -> list[bool]:
+        """Which members' training loss is non-finite on any rank, once a step (every rank
+        then stops the same members, and reading the losses syncs the device once)."""
+        if self._checked[0] != self.global_step:
+            bad = self.trainer.strategy.reduce((~torch.isfinite(losses)).float(),
+                                               reduce_op="sum")
+            self._checked = (self.global_step, (bad > 0).tolist())
+        return self._checked[1]
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict:
         losses = self.vmapped("loss", tuple(batch), stacked=self.member_batches)
         # A member's gradient is its own loss's: the parameters are disjoint. A stopped
-        # member's loss (NaN) is left out.
-        loss = torch.where(self.active, losses, 0).sum()
+        # member's loss (NaN, maybe) is left out.
+        loss = losses.sum() if not self.stopped else sum(
+            losses[k] for k in range(self.members) if k not in self.stopped)
         return {"loss": loss, "losses": losses.detach()}
+
+    def on_after_backward(self) -> None:
+        # After DDP's all-reduce: a stopped member's parameters get no gradient, so AdamW
+        # leaves them as they are (their requires_grad stays, as DDP registered them).
+        for member in self.stopped:
+            for p in self.member_params(member):
+                p.grad = None
 
     def _update(self, split: str, batch: tuple[Tensor, Tensor]) -> None:
         for name, values in self.evaluate(batch).items():
@@ -184,9 +211,11 @@ class PackedTask(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         save_rng(checkpoint)
+        checkpoint["stopped_members"] = dict(self.stopped)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         load_rng(checkpoint)
+        self.stopped = dict(checkpoint["stopped_members"])
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None,
                                     gradient_clip_algorithm=None) -> None:
@@ -222,8 +251,6 @@ class PackedTask(pl.LightningModule):
                 group = groups.setdefault(key, {**g, "params": []})
                 group["params"] += [own[index[id(p)]] for p in g["params"]]
         groups = list(groups.values())
-        # fused: one kernel for all parameters, as a job's own AdamW
-        fused = all(p.dtype in (torch.float32, torch.float16, torch.bfloat16)
-                    for p in self.leaves)
-        opt = torch.optim.AdamW(groups, lr=self.lrs[0], betas=template.betas, fused=fused)
+        opt = torch.optim.AdamW(groups, lr=self.lrs[0], betas=template.betas,
+                                fused=fusable(self.leaves))
         return schedule(opt, self.trainer, template.warmup_frac, template.min_lr_ratio)

@@ -7,6 +7,7 @@ import logging
 import sys
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from omegaconf import OmegaConf
 
 log = logging.getLogger("scalinglab")
 
@@ -22,6 +23,10 @@ class PackSweeper(BasicSweeper):
 
         try:
             self.keys = check_keys(list(self.config.get("pack") or []))
+            subdir = OmegaConf.to_container(self.config.hydra.sweep, resolve=False)["subdir"]
+            if self.keys and subdir != "${job_name:}":
+                raise ConfigError(f"pack: hydra.sweep.subdir={subdir}: a packed member's "
+                                  "directory is named as a job's, ${job_name:} (the default)")
         except ConfigError as error:
             log.error("config error: %s", error)
             sys.exit(exits.CONFIG)

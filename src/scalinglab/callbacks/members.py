@@ -2,7 +2,6 @@
 each member measures into its own run record and curve, as if it had trained alone, from the
 K values per metric that packed.PackedTask evaluates at once."""
 
-import math
 from dataclasses import replace
 
 import lightning.pytorch as pl
@@ -33,9 +32,10 @@ class MemberRecorder(RunRecorder):
     validation (its weights have not moved since), with the rest of its record as it was at
     its stop."""
 
-    def __init__(self, member: int, *args, **kwargs) -> None:
+    def __init__(self, member: int, *args, loggers: list | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.member = member
+        self.loggers = loggers or []  # the member's own, written when the pack ends
         self.stopped: RunRecord | None = None  # stopped, awaiting that validation
         self.final: RunRecord | None = None  # stopped and measured
 
@@ -49,11 +49,16 @@ class MemberRecorder(RunRecorder):
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self.final = RunRecord(**state["final"]) if state.get("final") else None
-        self.stopped = RunRecord(**state["stopped"]) if state.get("stopped") else None
-        self.metrics = state.get("metrics", {})
+        self.final = RunRecord(**state["final"]) if state["final"] else None
+        self.stopped = RunRecord(**state["stopped"]) if state["stopped"] else None
+        self.metrics = state["metrics"]
         if self.final or self.stopped:
             self.diverged = (self.final or self.stopped).reason
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        resumed, self.resumed = self.resumed, self.resumed and self.member == 0  # one line
+        super().on_train_start(trainer, pl_module)
+        self.resumed = resumed
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_end(trainer, pl_module)
@@ -64,7 +69,7 @@ class MemberRecorder(RunRecorder):
         if self.diverged or trainer.global_step < self.next_check:
             return
         self.next_check = trainer.global_step + self.check_every_n_steps
-        if not torch.isfinite(outputs["losses"][self.member]).item():
+        if pl_module.nonfinite(outputs["losses"])[self.member]:
             self._diverge(trainer, f"non-finite training loss by step {trainer.global_step}")
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -76,13 +81,9 @@ class MemberRecorder(RunRecorder):
         if self.stopped is None:
             super().on_validation_end(trainer, pl_module)
             return
-        # the validation Lightning would have run at the stop, as RunRecorder takes one
-        self.metrics = self.measured(trainer, pl_module, ("val/", "train_eval/"))
-        val_loss = self.metrics["val/loss"]
-        if not math.isfinite(val_loss):
-            self.diverged = f"non-finite validation loss at step {self.stopped.steps}"
-        else:
-            self.best_val_loss = min(self.best_val_loss, val_loss)
+        # the validation Lightning would have run at the stop, of the weights of then
+        self.take(trainer, self.measured(trainer, pl_module, ("val/", "train_eval/")),
+                  self.stopped.steps)
         measured = RunRecorder.record(self, trainer)
         self.final = replace(self.stopped, reason=self.diverged,
                              **{key: getattr(measured, key) for key in MEASURED})
@@ -98,6 +99,8 @@ class MemberRecorder(RunRecorder):
 
     def _diverge(self, trainer: pl.Trainer, reason: str) -> None:
         self.diverged = reason
+        if self.stopped is not None:  # its validation after the stop: on_validation_end
+            return
         if trainer.validating or not validates_after_stop(trainer):
             self.final = RunRecorder.record(self, trainer)
         else:
@@ -105,7 +108,10 @@ class MemberRecorder(RunRecorder):
         trainer.lightning_module.stop(self.member)
 
     def record(self, trainer: pl.Trainer) -> RunRecord:
-        return self.final or self.stopped or super().record(trainer)
+        frozen = self.final or self.stopped
+        if frozen is None:
+            return super().record(trainer)
+        return replace(frozen, state_bytes=self.state_bytes)  # measured when training ends
 
 
 class MemberCurve(LearningCurve):
@@ -119,8 +125,8 @@ class MemberCurve(LearningCurve):
         if not trainer.optimizers:
             return None
         module = trainer.lightning_module
-        if not module.active[self.member]:  # stopped: the rate it stopped with
-            return float(module.stopped_lrs[self.member])
+        if self.member in module.stopped:  # the rate it stopped with
+            return module.stopped[self.member]
         return module.member_lr(self.member)
 
 

@@ -126,17 +126,24 @@ class RunRecorder(pl.Callback):
         if trainer.sanity_checking:
             return
         self.validated_at = trainer.global_step
-        self.metrics = self.measured(trainer, pl_module, ("val/", "train_eval/"))
+        self.take(trainer, self.measured(trainer, pl_module, ("val/", "train_eval/")),
+                  trainer.global_step)
+
+    def take(self, trainer: pl.Trainer, metrics: dict[str, float], step: int) -> None:
+        """A validation's metrics, of the weights at optimizer step `step`: a non-finite loss
+        is a divergence, a finite one may be the best so far."""
+        self.metrics = metrics
         if "val/loss" not in self.metrics:
             logged = ", ".join(sorted(trainer.callback_metrics)) or "nothing"
             hint = (", with add_dataloader_idx=False under several val loaders"
                     if "/dataloader_idx_" in logged else "")
-            raise ConfigError(f"module: {type(pl_module).__name__} logged no 'val/loss' in "
-                              f"validation (it logged: {logged}); scalinglab measures by it: "
-                              f"self.log('val/loss', ...) in validation_step{hint}")
+            raise ConfigError(f"module: {type(trainer.lightning_module).__name__} logged no "
+                              f"'val/loss' in validation (it logged: {logged}); scalinglab "
+                              f"measures by it: self.log('val/loss', ...) in validation_step"
+                              f"{hint}")
         val_loss = self.metrics["val/loss"]
         if not math.isfinite(val_loss):
-            self._diverge(trainer, f"non-finite validation loss at step {trainer.global_step}")
+            self._diverge(trainer, f"non-finite validation loss at step {step}")
         else:
             self.best_val_loss = min(self.best_val_loss, val_loss)
 

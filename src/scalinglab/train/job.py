@@ -45,15 +45,26 @@ MATMUL_PRECISIONS = ("highest", "high", "medium")
 
 @dataclass
 class Job:
-    """A built job: what `trainer.fit` takes, and the callbacks whose state the record needs."""
+    """A built job: what `trainer.fit` takes, and the callbacks whose state the records need:
+    one recorder and one curve, or one per member of a pack (train/pack.py)."""
 
     cfg: DictConfig
-    output_dir: Path
+    output_dir: Path  # its checkpoints are in output_dir/checkpoints
     datamodule: pl.LightningDataModule
     module: pl.LightningModule
     trainer: pl.Trainer
-    recorder: RunRecorder
-    curve: LearningCurve
+    recorders: list[RunRecorder]
+    curves: list[LearningCurve]
+
+    @property
+    def recorder(self) -> RunRecorder:
+        """A single job's recorder."""
+        return self.recorders[0]
+
+    @property
+    def curve(self) -> LearningCurve:
+        """A single job's learning curve."""
+        return self.curves[0]
 
 
 def trainer_settings(trainer_cfg: DictConfig) -> dict:
@@ -228,7 +239,7 @@ def build(cfg: DictConfig, identity: dict | None = None) -> Job:
         trainer = make_trainer(settings, callbacks, loggers, max_steps=steps, max_epochs=-1)
     recorder.examples_per_step = curve.examples_per_step = per_step
     recorder.size = size_of(built, flops, datamodule, loader)
-    return Job(cfg, output_dir, datamodule, module, trainer, recorder, curve)
+    return Job(cfg, output_dir, datamodule, module, trainer, [recorder], [curve])
 
 
 def size_of(built: Built, flops: int, datamodule: pl.LightningDataModule, loader) -> dict:
@@ -258,19 +269,20 @@ def measures_test(datamodule: pl.LightningDataModule, module: pl.LightningModule
             and is_overridden("test_step", module))
 
 
-def fit(job: Job) -> RunRecord:
+def fit(job: Job) -> list[RunRecord]:
     """Train the job from its latest checkpoint, if any; measure the final weights when the
     last step was not validated (and the test split, once, when there is one); return the
-    run record."""
+    run record (a pack's: each member's; a diverged member is measured as it stopped)."""
     trainer, module, data = job.trainer, job.module, job.datamodule
     if job.cfg.force and trainer.is_global_zero:  # start over: its checkpoints would be resumed
         shutil.rmtree(job.output_dir / "checkpoints", ignore_errors=True)
     # "last": the newer of last.ckpt and interrupted.ckpt, as Lightning picks it
     trainer.fit(module, datamodule=data, ckpt_path="last")
-    if job.recorder.diverged is None:
-        validated = job.recorder.validated_at == trainer.global_step
+    running = [r for r in job.recorders if r.diverged is None]
+    if running:
+        validated = all(r.validated_at == trainer.global_step for r in running)
         if trainer.global_step and not validated and trainer.limit_val_batches != 0:
             trainer.validate(module, datamodule=data, verbose=False)
         if measures_test(data, module):
             trainer.test(module, datamodule=data, verbose=False)
-    return job.recorder.record(trainer)
+    return [r.record(trainer) for r in job.recorders]

@@ -11,7 +11,6 @@ callbacks, the checkpoints, which live in the pack's own directory.
 
 import copy
 import hashlib
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import InstantiationException
-from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -30,21 +29,21 @@ from scalinglab import ConfigError, check_number
 from scalinglab.callbacks.curve import row_metrics
 from scalinglab.callbacks.members import MemberRecorder, PackCurve
 from scalinglab.callbacks.wandb_summary import lay_out
-from scalinglab.identity import job_identity, job_name, overrides
+from scalinglab.identity import job_identity, job_name, overrides, training_config
 from scalinglab.identity import register_resolver as register_resolvers
-from scalinglab.launch.pack import key_of
+from scalinglab.launch.pack import PACKABLE, key_of
 from scalinglab.measure import examples_per_step, forward_flops_per_example, rng_untouched
 from scalinglab.models import build_model, data_args
 from scalinglab.models.factory import unwrap
 from scalinglab.packed import PackedTask
 from scalinglab.records.schema import CONFIG_KEYS, RunRecord
 from scalinglab.train.job import (
+    Job,
     budget_steps,
     checkpoints,
     clock,
     first_batch,
     make_trainer,
-    measures_test,
     set_matmul_precision,
     size_of,
     trainer_settings,
@@ -53,26 +52,12 @@ from scalinglab.train.job import (
 
 @dataclass
 class Member:
-    """One member: its config as its own job's (no `hydra` node), its identity, name and
-    overrides, and its directory."""
+    """One member of a pack (a job alone is a pack of one, train/run.py): its config as its
+    own job's (no `hydra` node), its identity, name and overrides, and its directory."""
 
     cfg: DictConfig
     identity: dict
     output_dir: Path
-
-
-@dataclass
-class Pack:
-    """A built pack: what `trainer.fit` takes, and each member's recorder and curve."""
-
-    cfg: DictConfig
-    directory: Path  # the pack's checkpoints
-    members: list[Member]
-    datamodule: pl.LightningDataModule
-    module: PackedTask
-    trainer: pl.Trainer
-    recorders: list[MemberRecorder]
-    curve: PackCurve
 
 
 def compose_members(cfg: DictConfig) -> list[Member]:
@@ -86,11 +71,11 @@ def compose_members(cfg: DictConfig) -> list[Member]:
     for own in cfg.pack_members:
         member = copy.deepcopy(cfg)
         with open_dict(member):
-            member.pack_members = None
+            member.pack, member.pack_members = [], None  # as its own job's
             for override in parse(list(own)):
                 OmegaConf.update(member, override.key_or_group, override.value(), merge=True)
             # beside the pack's own directory, in the sweep's (a DDP rank's run.dir is the
-            # pack's): where the sweep would have put it
+            # pack's): where the sweep puts a job (hydra.sweep.subdir=${job_name:})
             directory = Path(cfg.paths.output_dir).parent / job_name(member)
             member.paths.output_dir = str(directory)
         members.append(Member(member, {**job_identity(member),
@@ -106,15 +91,63 @@ def checkpoint_dir(pack_dir: Path, members: list[Member]) -> Path:
     return pack_dir / f"k{len(members)}-{hashlib.sha256(ids.encode()).hexdigest()[:8]}"
 
 
-def build_pack(cfg: DictConfig, members: list[Member], directory: Path) -> Pack:
+def check_packable(cfg: DictConfig, settings: dict, callbacks: list[pl.Callback]) -> None:
+    """What a pack cannot do as its members' own jobs would, refused before anything is
+    built: each refusal says what to do instead."""
+    unpacked = "; train these jobs unpacked (pack=[])"
+    if cfg.model.get("compile"):
+        raise ConfigError(f"pack: model.compile is not supported for packed members{unpacked}")
+    if str(settings.get("precision")) in ("16", "16-mixed"):
+        raise ConfigError("pack: trainer.precision=16-mixed scales every member's loss by one "
+                          "scale, so one member's overflow skips every member's step; use "
+                          f"bf16-mixed{unpacked}")
+    for key in ("min_steps", "min_epochs"):
+        if settings.get(key):
+            raise ConfigError(f"pack: trainer.{key} would keep a diverged member's job "
+                              f"training past its stop{unpacked}")
+    for c in callbacks:
+        if isinstance(c, EarlyStopping | LearningRateMonitor) or getattr(c, "monitor", None):
+            raise ConfigError(f"pack: {type(c).__name__} follows one job's logged metrics, and "
+                              f"a pack logs none of its own (each member's go to its record)"
+                              f"{unpacked}")
+
+
+def flat(tree: dict, prefix: str = "") -> dict:
+    """A nested config as {dotted.key: value}."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def check_shared(cfg: DictConfig, members: list[Member]) -> None:
+    """Members differ in the packed values alone: a value that follows one (`data.seed:
+    ${seed}`) would be built once, from the pack's config, for every member."""
+    def rest(c: DictConfig) -> dict:
+        return {k: v for k, v in flat(training_config(c)).items() if k not in PACKABLE}
+
+    shared = rest(cfg)
+    for member in members:
+        own = rest(member.cfg)
+        for key in sorted(set(own) | set(shared)):
+            if own.get(key) != shared.get(key):
+                raise ConfigError(f"pack: {key} differs between members ({own.get(key)!r} and "
+                                  f"{shared.get(key)!r}), as it follows a packed key, but a "
+                                  "pack builds it once for all; train these jobs unpacked "
+                                  "(pack=[])")
+
+
+def build_pack(cfg: DictConfig, members: list[Member], directory: Path) -> Job:
     """The pack, every value checked before any training: what the members share from the
-    pack's config `cfg`, each member's model and task from its own."""
+    pack's config `cfg`, each member's model, task and loggers from its own. Its checkpoints go
+    to `directory`/checkpoints."""
     job_start = time.monotonic()
     register_resolvers()
     set_matmul_precision(cfg)
-    if cfg.model.get("compile"):
-        raise ConfigError("pack: model.compile is not supported for packed members; set "
-                          "model.compile=false or pack=[]")
+    check_shared(cfg, members)
     seeds = [check_number("seed", m.cfg.seed, integer=True) for m in members]
     pl.seed_everything(seeds[0], workers=True, verbose=False)
     settings = trainer_settings(cfg.trainer)
@@ -122,11 +155,12 @@ def build_pack(cfg: DictConfig, members: list[Member], directory: Path) -> Pack:
     try:
         datamodule = hydra.utils.instantiate(cfg.data)
         user = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+        # each member's own loggers, written when the pack ends (log_member)
+        loggers = [[hydra.utils.instantiate(c) for c in (m.cfg.get("logger") or {}).values()]
+                   for m in members]
     except InstantiationException as e:
         raise unwrap(e) from None
-    if any(isinstance(c, EarlyStopping) for c in user):
-        raise ConfigError("pack: EarlyStopping would stop every member at once; use it with "
-                          "pack=[] (each job stops on its own)")
+    check_packable(cfg, settings, user)
     per_member_order = len(set(seeds)) > 1
     if per_member_order and not hasattr(datamodule, "member_seeds"):
         raise ConfigError(f"pack: members with different seeds each need their own training "
@@ -135,10 +169,11 @@ def build_pack(cfg: DictConfig, members: list[Member], directory: Path) -> Pack:
                           "...) or leave seed out of pack")
     recorders = [MemberRecorder(k, m.identity, OmegaConf.to_container(m.cfg, resolve=True),
                                 check_every_n_steps=settings.get("log_every_n_steps") or 50,
-                                job_start=job_start) for k, m in enumerate(members)]
+                                job_start=job_start, loggers=loggers[k])
+                 for k, m in enumerate(members)]
     curve = PackCurve((cfg.get("curve") or {}).get("points", 0), len(members))
     callbacks = [*recorders, curve, *checkpoints(cfg, directory), *user, *clock(settings, user)]
-    # The members' own metrics go to their records (and W&B runs, train/run.py), not the pack's
+    # The members' own metrics go to their records and loggers, not to the pack's
     trainer = make_trainer(settings, callbacks, [])
 
     datamodule.trainer = trainer
@@ -166,7 +201,7 @@ def build_pack(cfg: DictConfig, members: list[Member], directory: Path) -> Pack:
     for recorder in recorders:
         recorder.examples_per_step, recorder.size = per_step, size
     curve.examples_per_step = per_step
-    return Pack(cfg, directory, members, datamodule, module, trainer, recorders, curve)
+    return Job(cfg, directory, datamodule, module, trainer, recorders, curve.members)
 
 
 def try_step(module: PackedTask, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -182,33 +217,12 @@ def try_step(module: PackedTask, x: torch.Tensor, y: torch.Tensor) -> None:
                               "(pack=[])") from None
 
 
-def fit_pack(pack: Pack) -> list[RunRecord]:
-    """Train the pack from its latest checkpoint, if any; measure the final weights of the
-    members still training (and the test split, once); return every member's record."""
-    trainer, module, data = pack.trainer, pack.module, pack.datamodule
-    if pack.cfg.force and trainer.is_global_zero:
-        shutil.rmtree(pack.directory / "checkpoints", ignore_errors=True)
-    trainer.fit(module, datamodule=data, ckpt_path="last")
-    running = [r for r in pack.recorders if r.final is None]
-    if running:
-        validated = all(r.validated_at == trainer.global_step for r in running)
-        if trainer.global_step and not validated and trainer.limit_val_batches != 0:
-            trainer.validate(module, datamodule=data, verbose=False)
-        if measures_test(data, module):
-            trainer.test(module, datamodule=data, verbose=False)
-    return [r.record(trainer) for r in pack.recorders]
-
-
-def log_member(cfg: DictConfig, record: RunRecord, rows: list[dict]) -> None:
-    """A member's loggers (its W&B run: its name, the study's group, its directory), made when
-    the pack ends, as its own job's would be: its config, and its learning curve as `curve/*`
-    step metrics. train/run.py then sets the W&B summary from the record and closes the run."""
-    try:
-        loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    except InstantiationException as e:
-        raise unwrap(e) from None
+def log_member(recorder: MemberRecorder, record: RunRecord, rows: list[dict]) -> None:
+    """A member's own loggers (its W&B run: its name, the study's group, its directory), when
+    the pack ends: its config, and its learning curve as `curve/*` step metrics.
+    train/run.py then sets the W&B summary from the record and closes the run."""
     values = record.to_dict()
-    for logger in loggers:
+    for logger in recorder.loggers:
         if isinstance(logger, WandbLogger):
             lay_out(logger.experiment)
         logger.log_hyperparams({"scalinglab": record.config,

@@ -7,6 +7,7 @@ is one table, OUTCOMES; the codes themselves are scalinglab/exits.py's.
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,15 +17,15 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from scalinglab import ConfigError, exits
-from scalinglab.callbacks.curve import LearningCurve
+from scalinglab.callbacks.members import MemberRecorder
 from scalinglab.callbacks.preemption import Preempted
 from scalinglab.callbacks.recorder import RunRecorder
 from scalinglab.identity import job_identity, overrides
 from scalinglab.launch.ddp import HydraDDPStrategy
 from scalinglab.records.io import completed_record, write_curve, write_record
 from scalinglab.records.schema import RunRecord
-from scalinglab.train.job import build, fit
-from scalinglab.train.pack import build_pack, checkpoint_dir, compose_members, fit_pack, log_member
+from scalinglab.train.job import Job, build, fit
+from scalinglab.train.pack import Member, build_pack, checkpoint_dir, compose_members, log_member
 from scalinglab.train.wandb import finish_run
 
 log = logging.getLogger("scalinglab")
@@ -116,119 +117,108 @@ def _line(record: RunRecord, job_num: int | None) -> str:
             + (f" ({record.reason})" if record.reason else ""))
 
 
-def _finish(output_dir: str, record: RunRecord, exit_code: int,
-            curve: LearningCurve | None, member: DictConfig | None = None) -> None:
-    """The record onto disk (rank 0, the one writer of run.json, after the job's curve.csv)
-    and into the job's W&B run, which then closes. A pack's `member` gets its W&B run here,
-    from its config, curve and record."""
-    rows = curve.final_rows(record) if curve is not None and record.steps else None
+def _finish(members: list[Member], records: list[RunRecord], codes: list[int],
+            job: Job | None) -> None:
+    """Every record onto disk (rank 0, the one writer of run.json, after the job's
+    curve.csv), then each into its W&B run, which then closes: a job's own, or a pack
+    member's, written now from its curve (train/pack.py). Nothing a logger does can keep a
+    record off the disk."""
+    rows = [job.curves[k].final_rows(r) if job is not None and r.steps else []
+            for k, r in enumerate(records)]
     if rank_zero_only.rank == 0:
-        if rows:
-            write_curve(output_dir, rows)
-        write_record(output_dir, record)
-    if member is not None and rank_zero_only.rank == 0:
-        log_member(member, record, rows or [])
-    finish_run(record, exit_code)
+        for member, record, own in zip(members, records, rows, strict=True):
+            if own:
+                write_curve(member.output_dir, own)
+            write_record(member.output_dir, record)
+    for k, (record, code) in enumerate(zip(records, codes, strict=True)):
+        recorder = job.recorders[k] if job is not None else None
+        if isinstance(recorder, MemberRecorder) and record.steps and rank_zero_only.rank == 0:
+            try:
+                log_member(recorder, record, rows[k])
+            except Exception as e:
+                log.warning("%s: its loggers failed: %s: %s", record.job, type(e).__name__, e)
+        finish_run(record, code)
 
 
-def _requeue(error: Preempted, jobs: list[tuple[str, RunRecord, LearningCurve | None]]) -> None:
-    """Record the preempted jobs (a job, or a pack's members) now: once requeued, SLURM stops
-    every process of the job, W&B's too. Then hand over to submitit, which requeues it and
-    exits. Returns only when submitit refuses (requeued too often), with the records saying
-    so."""
-    for output_dir, record, curve in jobs:
-        _finish(output_dir, record, exits.OK, curve)
+def _run(members: list[Member], checkpoints: Path, make: Callable[[], Job], multirun: bool,
+         job_num: int | None) -> list[dict]:
+    """Build the job (`make`: one job, or a pack of `members`), train it, write each member's
+    record into its own directory whatever happens, and return the records. Exits with the
+    outcome's code where it ends a single run (any failure) or a sweep (an interrupt).
+    `checkpoints`: where the job keeps them, for the records' reasons."""
+    job = None
     try:
-        error.requeue()
-    except Exception as refused:  # submitit's UncompletedJobError
-        for i, (output_dir, record, _) in enumerate(jobs):
-            record_outcome(record, NOT_REQUEUED, refused, record.job, output_dir, log_it=i == 0)
+        try:
+            job = make()
+            records = fit(job)
+            codes = [exits.OK if r.status == "completed" else exits.FAILED for r in records]
+            stops_sweep = False
+        except BaseException as error:  # every way a job ends is recorded: OUTCOMES
+            outcome, code = outcome_of(error)
+            records = [failure_record(m.cfg, job and job.recorders[k], job and job.trainer,
+                                      m.identity) for k, m in enumerate(members)]
+            for k, (member, record) in enumerate(zip(members, records, strict=True)):
+                record_outcome(record, outcome, error, member.identity["job"],
+                               str(checkpoints), log_it=k == 0)
+            if isinstance(error, Preempted):
+                # Recorded now: once requeued, SLURM stops every process of the job, W&B's
+                # too. submitit then requeues it and exits; this returns only when submitit
+                # refuses (requeued too often), with the records saying so.
+                _finish(members, records, [exits.OK] * len(records), job)
+                try:
+                    error.requeue()
+                except Exception as refused:  # submitit's UncompletedJobError
+                    for k, record in enumerate(records):
+                        record_outcome(record, NOT_REQUEUED, refused, record.job,
+                                       str(checkpoints), log_it=k == 0)
+                outcome, code = NOT_REQUEUED, NOT_REQUEUED.exit_code
+            codes = [code] * len(records)
+            stops_sweep = outcome.stops_sweep
+        _finish(members, records, codes, job)
+        # one line per job (rank 0's); a single run's error line said it already
+        for record in records:
+            if rank_zero_only.rank == 0 and (multirun or record.status != "failed"):
+                log.info(_line(record, job_num))
+    finally:
+        if job is not None and isinstance(job.trainer.strategy, HydraDDPStrategy):
+            job.trainer.strategy.end_job()
+    if stops_sweep or (any(codes) and not multirun):
+        raise SystemExit(max(codes))
+    return [r.to_dict() for r in records]
+
+
+def _completed(member: Member, force: bool) -> dict | None:
+    """The member's record if it already completed with the same identity: a re-run skips
+    it."""
+    previous = None if force else completed_record(member.output_dir, member.identity["identity"])
+    if previous is not None:
+        log.info("skipping %s: already completed with the same config (force=true retrains)",
+                 member.identity["job"])
+    return previous
 
 
 def run_job(cfg: DictConfig, multirun: bool, job_num: int | None) -> dict:
     """Train the job, write its record into its directory (`paths.output_dir`) whatever
-    happens, and return the record. Exits with the outcome's code where it ends a single run
-    (any failure) or a sweep (an interrupt)."""
-    output_dir = str(cfg.paths.output_dir)
-    identity = {**job_identity(cfg), "overrides": overrides(cfg)}
-    previous = None if cfg.force else completed_record(output_dir, identity["identity"])
+    happens, and return the record (`_run`)."""
+    output_dir = Path(cfg.paths.output_dir)
+    job = Member(cfg, {**job_identity(cfg), "overrides": overrides(cfg)}, output_dir)
+    previous = _completed(job, cfg.force)
     if previous is not None:
-        log.info("skipping %s: already completed with the same config (force=true retrains)",
-                 identity["job"])
         return previous
-    job = None
-    try:
-        try:
-            job = build(cfg, identity)
-            record = fit(job)
-            exit_code = exits.OK if record.status == "completed" else exits.FAILED
-            stops_sweep = False
-        except BaseException as error:  # every way a job ends is recorded: OUTCOMES
-            outcome, exit_code = outcome_of(error)
-            record = failure_record(cfg, job and job.recorder, job and job.trainer, identity)
-            record_outcome(record, outcome, error, identity["job"], output_dir)
-            if isinstance(error, Preempted):
-                _requeue(error, [(output_dir, record, job and job.curve)])
-                outcome, exit_code = NOT_REQUEUED, NOT_REQUEUED.exit_code
-            stops_sweep = outcome.stops_sweep
-        _finish(output_dir, record, exit_code, job and job.curve)
-        # one line per job (rank 0's); a single run's error line said it already
-        if rank_zero_only.rank == 0 and (multirun or record.status != "failed"):
-            log.info(_line(record, job_num))
-    finally:
-        if job is not None and isinstance(job.trainer.strategy, HydraDDPStrategy):
-            job.trainer.strategy.end_job()
-    if stops_sweep or (exit_code and not multirun):
-        raise SystemExit(exit_code)
-    return record.to_dict()
+    (record,) = _run([job], output_dir, lambda: build(cfg, job.identity), multirun, job_num)
+    return record
 
 
 def run_pack(cfg: DictConfig, multirun: bool) -> list[dict]:
     """Train a pack's members (train/pack.py) as one job, skipping those already completed,
-    and write each member's record into its own directory whatever happens, as `run_job`
-    does for one job; return the records."""
+    and write each member's record into its own directory whatever happens (`_run`); return
+    the records."""
     members, done = [], []
     for member in compose_members(cfg):
-        previous = (None if cfg.force else
-                    completed_record(member.output_dir, member.identity["identity"]))
-        if previous is not None:
-            log.info("skipping %s: already completed with the same config (force=true "
-                     "retrains)", member.identity["job"])
-            done.append(previous)
-        else:
-            members.append(member)
+        previous = _completed(member, cfg.force)
+        (members if previous is None else done).append(previous or member)
     if not members:
         return done
-    pack = None
-    try:
-        try:
-            pack = build_pack(cfg, members, checkpoint_dir(Path(cfg.paths.output_dir), members))
-            records = fit_pack(pack)
-            codes = [exits.OK if r.status == "completed" else exits.FAILED for r in records]
-            stops_sweep = False
-        except BaseException as error:  # every member's record says how the pack ended
-            outcome, exit_code = outcome_of(error)
-            records = []
-            for k, member in enumerate(members):
-                recorder = pack.recorders[k] if pack is not None else None
-                records.append(failure_record(member.cfg, recorder, pack and pack.trainer,
-                                              member.identity))
-                record_outcome(records[-1], outcome, error, member.identity["job"],
-                               str(member.output_dir), log_it=k == 0)
-            if isinstance(error, Preempted):
-                _requeue(error, [(str(m.output_dir), r, pack and pack.curve.members[k])
-                                 for k, (m, r) in enumerate(zip(members, records, strict=True))])
-                outcome, exit_code = NOT_REQUEUED, NOT_REQUEUED.exit_code
-            codes = [exit_code] * len(members)
-            stops_sweep = outcome.stops_sweep
-        for k, (member, record) in enumerate(zip(members, records, strict=True)):
-            _finish(str(member.output_dir), record, codes[k], pack and pack.curve.members[k],
-                    member.cfg)
-            if rank_zero_only.rank == 0:
-                log.info(_line(record, None))
-    finally:
-        if pack is not None and isinstance(pack.trainer.strategy, HydraDDPStrategy):
-            pack.trainer.strategy.end_job()
-    if stops_sweep or (any(codes) and not multirun):
-        raise SystemExit(max(codes))
-    return done + [r.to_dict() for r in records]
+    directory = checkpoint_dir(Path(cfg.paths.output_dir), members)
+    return done + _run(members, directory, lambda: build_pack(cfg, members, directory),
+                       multirun, None)
