@@ -172,9 +172,15 @@ class PackedTask(pl.LightningModule):
         losses = self.vmapped("loss", tuple(batch), stacked=self.member_batches)
         # A member's gradient is its own loss's: the parameters are disjoint. A stopped
         # member's loss (NaN, maybe) is left out.
-        loss = losses.sum() if not self.stopped else sum(
-            losses[k] for k in range(self.members) if k not in self.stopped)
+        loss = losses.sum()
+        if self.stopped:
+            live = [k not in self.stopped for k in range(self.members)]
+            loss = torch.where(torch.tensor(live, device=losses.device), losses, 0).sum()
         return {"loss": loss, "losses": losses.detach()}
+
+    def on_train_start(self) -> None:
+        if len(self.stopped) == self.members:  # resumed with every member stopped
+            self.trainer.should_stop = True
 
     def on_after_backward(self) -> None:
         # After DDP's all-reduce: a stopped member's parameters get no gradient, so AdamW

@@ -137,6 +137,20 @@ def test_an_interrupted_pack_resumes_every_member_exactly(make_cfg, tmp_path):
     assert records[2]["status"] == "diverged" and records[2]["steps"] < 13
 
 
+def test_a_pack_whose_members_all_diverged_resumes_to_the_same_records(make_cfg, tmp_path):
+    # every member stopped, and the checkpoint saved at the epoch's end after: a re-run (a
+    # diverged job is not skipped) resumes it and trains nothing more
+    shared = ["model.width=16", "trainer.max_epochs=2", "trainer.log_every_n_steps=5",
+              "module.lr=1e38", "checkpoint.every_n_epochs=1"]
+    group = members(make_cfg, tmp_path, shared, [["seed=0"], ["seed=1"]])
+    first = [r.to_dict() for r in train(build_pack(group[0].cfg, group, tmp_path / "pack"))]
+    assert (tmp_path / "pack" / "checkpoints" / "last.ckpt").exists()
+    again = [r.to_dict() for r in train(build_pack(group[0].cfg, group, tmp_path / "pack"))]
+    assert [r["status"] for r in again] == ["diverged", "diverged"]
+    for a, b in zip(again, first, strict=True):
+        assert a["steps"] == b["steps"] and a["reason"] == b["reason"]
+
+
 class BatchNormNet(torch.nn.Module):
     """A user's model with batch-norm statistics: buffers a pack cannot keep apart."""
 

@@ -92,7 +92,11 @@ def failure_record(cfg: DictConfig, recorder: RunRecorder | None, trainer: pl.Tr
     """What is known of a job that did not complete: its measurements so far when training
     had started, else its config."""
     if recorder is not None and recorder.size:
-        return recorder.record(trainer)
+        try:
+            return recorder.record(trainer)
+        except Exception:  # what broke the job may break measuring it: the config, then
+            log.warning("%s: its measurements could not be read", identity["job"],
+                        exc_info=True)
     try:
         config = OmegaConf.to_container(cfg, resolve=True)
     except Exception:  # the error may be in the config itself
@@ -118,26 +122,34 @@ def _line(record: RunRecord, job_num: int | None) -> str:
 
 
 def _finish(members: list[Member], records: list[RunRecord], codes: list[int],
-            job: Job | None) -> None:
+            job: Job | None, loggers: bool = True) -> None:
     """Every record onto disk (rank 0, the one writer of run.json, after the job's
     curve.csv), then each into its W&B run, which then closes: a job's own, or a pack
-    member's, written now from its curve (train/pack.py). Nothing a logger does can keep a
-    record off the disk."""
+    member's, written now from its curve (train/pack.py; not with `loggers=False`). One
+    record that cannot be written keeps no other off the disk; the first such error is
+    raised once every run is closed."""
     rows = [job.curves[k].final_rows(r) if job is not None and r.steps else []
             for k, r in enumerate(records)]
+    failed = None
     if rank_zero_only.rank == 0:
         for member, record, own in zip(members, records, rows, strict=True):
-            if own:
-                write_curve(member.output_dir, own)
-            write_record(member.output_dir, record)
+            try:
+                if own:
+                    write_curve(member.output_dir, own)
+                write_record(member.output_dir, record)
+            except Exception as e:
+                log.error("%s: its record could not be written: %s", record.job, e)
+                failed = failed or e
     for k, (record, code) in enumerate(zip(records, codes, strict=True)):
         recorder = job.recorders[k] if job is not None else None
-        if isinstance(recorder, MemberRecorder) and record.steps and rank_zero_only.rank == 0:
+        if loggers and isinstance(recorder, MemberRecorder) and rank_zero_only.rank == 0:
             try:
                 log_member(recorder, record, rows[k])
             except Exception as e:
                 log.warning("%s: its loggers failed: %s: %s", record.job, type(e).__name__, e)
         finish_run(record, code)
+    if failed is not None:
+        raise failed
 
 
 def _run(members: list[Member], checkpoints: Path, make: Callable[[], Job], multirun: bool,
@@ -164,7 +176,9 @@ def _run(members: list[Member], checkpoints: Path, make: Callable[[], Job], mult
                 # Recorded now: once requeued, SLURM stops every process of the job, W&B's
                 # too. submitit then requeues it and exits; this returns only when submitit
                 # refuses (requeued too often), with the records saying so.
-                _finish(members, records, [exits.OK] * len(records), job)
+                # the members' loggers are written once, when the pack ends (below, or
+                # after the requeued job resumes): not in the seconds before the kill
+                _finish(members, records, [exits.OK] * len(records), job, loggers=False)
                 try:
                     error.requeue()
                 except Exception as refused:  # submitit's UncompletedJobError
