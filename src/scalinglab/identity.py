@@ -14,10 +14,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
+PACK_KEYS = ("pack", "pack_members")  # trained alone or in a pack, a member is the same job
 # Keys that say where and how a run is managed or logged, not what it trains.
 RUN_MANAGEMENT_KEYS = (
-    "hydra", "paths", "logger", "force", "checkpoint", "study",
-    "pack", "pack_members",  # trained alone or in a pack, a member is the same job
+    "hydra", "paths", "logger", "force", "checkpoint", "study", *PACK_KEYS,
     "curve",  # evaluations between steps: measurement only, training is the same
     "data.data_dir", "data.download", "data.eval_batch_size", "data.placement",
     "data.num_workers", "data.pin_memory",  # how batches are loaded, not which
@@ -25,9 +25,6 @@ RUN_MANAGEMENT_KEYS = (
     "trainer.enable_checkpointing", "trainer.log_every_n_steps",
     "model.compile", "matmul_precision",  # the same numbers up to rounding, faster or not
 )
-
-
-PACK_KEYS = ("pack", "pack_members")  # how a job was run, not what it trained
 
 
 def _placeholder(value, key: str):

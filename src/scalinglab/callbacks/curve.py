@@ -67,6 +67,10 @@ class LearningCurve(pl.Callback):
         evaluates = trainer.limit_val_batches != 0
         self.steps = set(log_steps(self.total, self.points)) if evaluates else set()
 
+    def has_row(self, step: int) -> bool:
+        """Whether the curve has a row at `step` already."""
+        return any(r["step"] == step for r in self.rows)
+
     def lr(self, trainer: pl.Trainer) -> float | None:
         """The learning rate the next step will use."""
         return trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
@@ -80,7 +84,7 @@ class LearningCurve(pl.Callback):
         # Under gradient accumulation several batches end at one step: the first is right
         # after the optimizer step.
         if (step not in self.steps or not hasattr(pl_module, "evaluate")
-                or any(r["step"] == step for r in self.rows)):
+                or self.has_row(step)):
             return
         self._add_row(trainer, self._evaluate(trainer, pl_module))
 
@@ -88,7 +92,7 @@ class LearningCurve(pl.Callback):
         step = trainer.global_step
         fitting = trainer.state.fn == TrainerFn.FITTING  # not the final trainer.validate
         if (hasattr(pl_module, "evaluate") or trainer.sanity_checking or not fitting
-                or any(r["step"] == step for r in self.rows)):
+                or self.has_row(step)):
             return
         self._add_row(trainer, dict(trainer.callback_metrics))
 

@@ -155,10 +155,8 @@ class PackCurve(LearningCurve):
         for m in self.members:
             m.last_lr = m.lr(trainer)
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        step = trainer.global_step
-        if step in self.steps and not any(r["step"] == step for r in self.members[0].rows):
-            self._add_row(trainer, self._evaluate(trainer, pl_module))
+    def has_row(self, step: int) -> bool:
+        return self.members[0].has_row(step)  # every member has a row at the same steps
 
     def _add_row(self, trainer: pl.Trainer, results: dict) -> None:
         for k, member in enumerate(self.members):

@@ -49,6 +49,13 @@ def stop_reason(trainer: pl.Trainer) -> str:
     return "stopped by a callback" if trainer.should_stop else "unknown"
 
 
+def hyperparams(record: RunRecord) -> dict:
+    """What a job gives its loggers as hyperparameters: its config, and the record's config
+    keys (size, data, seed) to filter and group by."""
+    values = record.to_dict()
+    return {"scalinglab": record.config, **{k: values.get(k) for k in CONFIG_KEYS}}
+
+
 class RunRecorder(pl.Callback):
     """Measures the job: its size (set by train/job.py when it builds the model; given to every
     logger as hyperparameters when fitting starts, to filter and group by), the metrics of its
@@ -85,10 +92,8 @@ class RunRecorder(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.memory = PeakMemory(pl_module.device)
         self.memory.reset()
-        size = self.record(trainer).to_dict()
         for logger in trainer.loggers:
-            logger.log_hyperparams({"scalinglab": self.config,
-                                    **{k: size.get(k) for k in CONFIG_KEYS}})
+            logger.log_hyperparams(hyperparams(self.record(trainer)))
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.job_start is not None:  # job start to first step: data, model, trainer setup

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from scalinglab import ConfigError, check_number
 from scalinglab.callbacks.curve import row_metrics
 from scalinglab.callbacks.members import MemberRecorder, PackCurve
+from scalinglab.callbacks.recorder import hyperparams
 from scalinglab.callbacks.wandb_summary import lay_out
 from scalinglab.identity import job_identity, job_name, overrides, training_config
 from scalinglab.identity import register_resolver as register_resolvers
@@ -36,7 +37,7 @@ from scalinglab.measure import examples_per_step, forward_flops_per_example, rng
 from scalinglab.models import build_model, data_args
 from scalinglab.models.factory import unwrap
 from scalinglab.packed import PackedTask
-from scalinglab.records.schema import CONFIG_KEYS, RunRecord
+from scalinglab.records.schema import RunRecord
 from scalinglab.train.job import (
     Job,
     budget_steps,
@@ -221,12 +222,10 @@ def log_member(recorder: MemberRecorder, record: RunRecord, rows: list[dict]) ->
     """A member's own loggers (its W&B run: its name, the study's group, its directory), when
     the pack ends: its config, and its learning curve as `curve/*` step metrics.
     train/run.py then sets the W&B summary from the record and closes the run."""
-    values = record.to_dict()
     for logger in recorder.loggers:
         if isinstance(logger, WandbLogger):
             lay_out(logger.experiment)
-        logger.log_hyperparams({"scalinglab": record.config,
-                                **{k: values.get(k) for k in CONFIG_KEYS}})
+        logger.log_hyperparams(hyperparams(record))
         for row in rows:
             logger.log_metrics(row_metrics(row), step=row["step"])
         logger.save()

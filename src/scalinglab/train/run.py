@@ -175,9 +175,9 @@ def _run(members: list[Member], checkpoints: Path, make: Callable[[], Job], mult
             if isinstance(error, Preempted):
                 # Recorded now: once requeued, SLURM stops every process of the job, W&B's
                 # too. submitit then requeues it and exits; this returns only when submitit
-                # refuses (requeued too often), with the records saying so.
-                # the members' loggers are written once, when the pack ends (below, or
-                # after the requeued job resumes): not in the seconds before the kill
+                # refuses (requeued too often), with the records saying so. A pack's members'
+                # loggers are written once, when it ends (below, or after the requeued job
+                # resumes), not in the seconds before the kill.
                 _finish(members, records, [exits.OK] * len(records), job, loggers=False)
                 try:
                     error.requeue()
