@@ -128,6 +128,31 @@ def own(tmp_path, monkeypatch, data_dir):
     return make
 
 
+def test_a_users_model_and_datamodule_train_packed_as_their_own_jobs(own, tmp_path):
+    # learning rates packed over the user's own model and DataLoader datamodule; seeds, which
+    # need an order per member that plain DataLoaders cannot give, are refused before training
+    from scalinglab import ConfigError
+    from scalinglab.identity import job_identity
+    from scalinglab.train.job import fit as train
+    from scalinglab.train.pack import Member, build_pack
+
+    def members(*each):
+        cfgs = [own("module=classifier", "trainer.max_epochs=2", *o, out=f"m{k}")
+                for k, o in enumerate(each)]
+        return [Member(c, {**job_identity(c), "overrides": {}}, tmp_path / f"m{k}")
+                for k, c in enumerate(cfgs)]
+
+    group = members(["module.lr=0.01"], ["module.lr=0.05"])
+    records = train(build_pack(group[0].cfg, group, tmp_path / "pack"))
+    for member, record in zip(group, records, strict=True):
+        alone = fit(member.cfg)[1]
+        assert record.status == "completed" and record.steps == alone["steps"]
+        assert record.val_loss == pytest.approx(alone["val_loss"], abs=5e-5)
+    seeds = members(["seed=0"], ["seed=1"])
+    with pytest.raises(ConfigError, match="LoaderData cannot give"):
+        build_pack(seeds[0].cfg, seeds, tmp_path / "seeds")
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_users_datamodule_and_model_train_and_are_measured(own, workers):
     cfg = own(f"data.num_workers={workers}", "trainer.max_epochs=2")
